@@ -1,0 +1,52 @@
+# Two entry points a person needs: `make serve` and `make test`. Everything else is a step of those.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+PORT    ?= 7071
+MODEL   ?= models/default
+FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
+
+.PHONY: serve test lint pytest frontend-test model bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed: set PY=/path/to/python3.11"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.serve: $(BIN)/python requirements.txt requirements-local.txt
+	$(BIN)/pip install -q -r requirements-local.txt
+	@touch $@
+
+$(VENV)/.test: $(VENV)/.serve requirements-train.txt requirements-test.txt
+	$(BIN)/pip install -q -r requirements-test.txt
+	@touch $@
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+
+frontend/dist/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SRC)
+	cd frontend && npm run build
+
+serve: $(VENV)/.serve frontend/dist/index.html  ## set up and run the local app on http://localhost:7071
+	$(BIN)/python -m shared serve --port $(PORT) --model $(MODEL)
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+pytest: $(VENV)/.test frontend/dist/index.html
+	$(BIN)/python -m pytest
+
+frontend-test: frontend/node_modules/.package-lock.json
+	cd frontend && npm test
+
+test: lint frontend-test pytest  ## set up and run every test (lint, Vitest, pytest incl. Chromium)
+
+bench: $(VENV)/.test  ## serving benchmark against the paper's approach
+	$(BIN)/python bench/serving.py
+
+clean:
+	rm -rf $(VENV) frontend/node_modules frontend/dist test-output

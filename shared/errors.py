@@ -1,0 +1,51 @@
+"""Errors that end a request: each knows its HTTP status and a stable code for clients."""
+
+
+class FakeFacesError(Exception):
+    """A failure the caller can act on; never a bug in this code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(FakeFacesError):
+    status, code = 400, "bad_request"
+
+
+class UrlNotAllowed(FakeFacesError):
+    status, code = 400, "url_not_allowed"
+
+
+class TooLarge(FakeFacesError):
+    status, code = 413, "too_large"
+
+
+class NotAnImage(FakeFacesError):
+    status, code = 415, "not_an_image"
+
+
+class NoFace(FakeFacesError):
+    status, code = 422, "no_face"
+
+
+class FetchFailed(FakeFacesError):
+    status, code = 502, "fetch_failed"
+
+
+class FetchTimeout(FakeFacesError):
+    status, code = 504, "fetch_timeout"
+
+
+class Busy(FakeFacesError):
+    status, code = 503, "busy"
+
+
+class ModelUnavailable(FakeFacesError):
+    status, code = 503, "model_unavailable"

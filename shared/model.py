@@ -1,0 +1,141 @@
+"""The exported model: `model.json` (what the model expects and means) beside `model.tflite`.
+
+Loaded once per process and run with LiteRT, never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import ModelUnavailable
+
+FORMAT = 1
+SPEC_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything serving needs to feed the model and read its answer.
+
+    `positive_class` names what the sigmoid output means: "fake" (output is P(fake)) or
+    "real" (the Kaggle labels and Keras' alphabetical classes give P(real); P(fake) = 1 - it).
+    """
+
+    name: str
+    version: str
+    size: int = 128
+    color: str = "gray"  # "gray" or "rgb"
+    scale: float = 1 / 255
+    offset: float = 0.0
+    align_size: int = 256
+    positive_class: str = "fake"
+    threshold: float = 0.5
+    file: str = "model.tflite"
+    trained_on: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    def to_json(self) -> dict:
+        body = asdict(self)
+        return {
+            "format": FORMAT,
+            "name": body.pop("name"),
+            "version": body.pop("version"),
+            "file": body.pop("file"),
+            "input": {k: body.pop(k) for k in ("size", "color", "scale", "offset")},
+            "align_size": body.pop("align_size"),
+            "output": {"activation": "sigmoid", "positive_class": body.pop("positive_class")},
+            "threshold": body.pop("threshold"),
+            "trained_on": body.pop("trained_on"),
+            **body.pop("extra"),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> ModelSpec:
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"model.json format {doc.get('format')!r} is not {FORMAT}")
+        known = {"format", "name", "version", "file", "input", "align_size", "output"}
+        known |= {"threshold", "trained_on"}
+        spec = cls(
+            name=doc["name"],
+            version=str(doc["version"]),
+            file=doc.get("file", "model.tflite"),
+            align_size=int(doc.get("align_size", 256)),
+            positive_class=doc["output"]["positive_class"],
+            threshold=float(doc.get("threshold", 0.5)),
+            trained_on=doc.get("trained_on", ""),
+            extra={k: v for k, v in doc.items() if k not in known},
+            **{k: doc["input"][k] for k in ("size", "color", "scale", "offset")},
+        )
+        if spec.color not in ("gray", "rgb") or spec.positive_class not in ("fake", "real"):
+            raise ValueError("model.json: input.color must be gray|rgb, positive_class fake|real")
+        return spec
+
+    def write(self, model_dir: Path) -> Path:
+        path = Path(model_dir) / SPEC_FILE
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+
+def to_input(aligned: Image.Image, spec: ModelSpec) -> np.ndarray:
+    """Aligned RGB face -> the float32 HxWxC array the model takes. Training uses this too."""
+    img = aligned.convert("RGB")
+    if img.size != (spec.size, spec.size):
+        img = img.resize((spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=None)
+    if spec.color == "gray":
+        img = img.convert("L")
+    arr = np.asarray(img, dtype=np.float32).reshape(spec.size, spec.size, spec.channels)
+    return arr * np.float32(spec.scale) + np.float32(spec.offset)
+
+
+class Model:
+    """A LiteRT interpreter plus its spec. One interpreter is not thread-safe: calls are locked."""
+
+    def __init__(self, model_dir: str | Path, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.dir = Path(model_dir)
+        spec_path = self.dir / SPEC_FILE
+        if not spec_path.is_file():
+            raise ModelUnavailable(
+                f"No model in {self.dir}: {SPEC_FILE} is missing. Run `make model` to train one, "
+                "or set FAKEFACES_MODEL_DIR to a folder written by `python -m training export`."
+            )
+        try:
+            self.spec = ModelSpec.from_json(json.loads(spec_path.read_text()))
+            self._interp = Interpreter(
+                model_path=str(self.dir / self.spec.file), num_threads=num_threads
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelUnavailable(f"The model in {self.dir} cannot be loaded: {exc}") from exc
+        self._input = self._interp.get_input_details()[0]["index"]
+        self._output = self._interp.get_output_details()[0]["index"]
+        self._batch = 0
+        self._lock = threading.Lock()
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """A batch of `to_input` arrays (N,H,W,C) -> P(fake) for each, shape (N,)."""
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        if len(inputs) == 0:
+            return np.zeros(0, dtype=np.float32)
+        with self._lock:
+            if self._batch != len(inputs):
+                self._interp.resize_tensor_input(self._input, list(inputs.shape), strict=False)
+                self._interp.allocate_tensors()
+                self._batch = len(inputs)
+            self._interp.set_tensor(self._input, inputs)
+            self._interp.invoke()
+            out = self._interp.get_tensor(self._output).reshape(len(inputs), -1)[:, 0].copy()
+        return out if self.spec.positive_class == "fake" else 1.0 - out
+
+    def label(self, p_fake: float) -> str:
+        return "fake" if p_fake >= self.spec.threshold else "real"

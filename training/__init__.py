@@ -1,0 +1,1 @@
+"""Training, evaluation, export and fairness audit: `python -m training <command> --help`."""
