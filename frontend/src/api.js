@@ -1,0 +1,59 @@
+// Every call the page makes to the app lives here, so the contract is in one place.
+// Relative URLs: the page is always served by the same app as the API (the CSP allows only 'self').
+
+/** A failed request, reduced to what the page needs: a stable code, the HTTP status, a message. */
+export class ApiError extends Error {
+  constructor(code, status = 0, message = '') {
+    super(message || code)
+    this.name = 'ApiError'
+    this.code = code
+    this.status = status
+  }
+}
+
+// A cold start loads the model and dlib; after this long something is wrong, not slow.
+export const REQUEST_TIMEOUT_MS = 90_000
+
+async function request(path, init = {}, { signal, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
+  const timeout = AbortSignal.timeout(timeoutMs)
+  const combined = signal ? AbortSignal.any([signal, timeout]) : timeout
+  let response
+  try {
+    response = await fetch(path, { ...init, signal: combined, headers: { Accept: 'application/json', ...init.headers } })
+  } catch (err) {
+    if (signal?.aborted) throw err // the page replaced this request; the caller ignores it
+    if (timeout.aborted) throw new ApiError('client_timeout')
+    throw new ApiError('network')
+  }
+  let body = null
+  try {
+    body = await response.json()
+  } catch {
+    // A proxy error page or an empty body: treated below like any unknown answer.
+  }
+  if (response.ok && body && typeof body === 'object' && !body.error) return body
+  const code = body?.error?.code
+  const message = body?.error?.message
+  throw new ApiError(typeof code === 'string' ? code : 'unknown', response.status, typeof message === 'string' ? message : '')
+}
+
+/** GET /api/health: model name, version, what it was trained on, threshold, and upload limits. */
+export function getHealth(options) {
+  return request('/api/health', {}, options)
+}
+
+/** Ask for a verdict on a local file (multipart field `image`), with the aligned crops. */
+export function predictFile(file, options) {
+  const form = new FormData()
+  form.append('image', file, file.name || 'image')
+  return request('/api/predict?crops=1', { method: 'POST', body: form }, options)
+}
+
+/** Ask for a verdict on an image the server downloads itself from `url`. */
+export function predictUrl(url, options) {
+  return request(
+    '/api/predict?crops=1',
+    { method: 'POST', body: JSON.stringify({ url }), headers: { 'Content-Type': 'application/json' } },
+    options,
+  )
+}

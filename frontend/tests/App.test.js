@@ -1,0 +1,180 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { flushPromises, mount } from '@vue/test-utils'
+import App from '../src/App.vue'
+
+const HEALTH = {
+  status: 'ok',
+  model: { name: 'vgg10-gray', version: '3', trained_on: '140k Real and Fake Faces (small)', threshold: 0.5 },
+  limits: { max_bytes: 5_000_000, max_pixels: 40_000_000 },
+}
+
+const TWO_FACES = {
+  verdict: 'fake',
+  p_fake: 0.91,
+  threshold: 0.5,
+  faces: [
+    { box: { x: 100, y: 50, w: 200, h: 200 }, p_fake: 0.91, label: 'fake', crop: 'data:image/png;base64,AAAA' },
+    { box: { x: 500, y: 80, w: 100, h: 100 }, p_fake: 0.12, label: 'real', crop: 'data:image/png;base64,BBBB' },
+  ],
+  image: { width: 800, height: 400 },
+  model: { name: 'vgg10-gray', version: '3' },
+  timings_ms: { decode: 3, detect: 40, align: 2, predict: 5, total: 52.4 },
+}
+
+function json(status, body) {
+  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
+}
+
+// A fetch that answers /api/health at once and hands each /api/predict call to the test to settle.
+function fakeServer() {
+  const pending = []
+  const fetchMock = vi.fn((url, init) => {
+    if (url === '/api/health') return Promise.resolve(json(200, HEALTH))
+    return new Promise((resolve, reject) => {
+      init.signal?.addEventListener('abort', () => reject(init.signal.reason))
+      pending.push({ url, init, resolve })
+    })
+  })
+  return { fetchMock, pending }
+}
+
+function pickFile(wrapper, file) {
+  const input = wrapper.find('input[type="file"]')
+  Object.defineProperty(input.element, 'files', { value: [file], configurable: true })
+  return input.trigger('change')
+}
+
+const photo = (size = 1000, name = 'photo.jpg') => new File([new Uint8Array(size)], name, { type: 'image/jpeg' })
+
+let server
+beforeEach(() => {
+  server = fakeServer()
+  vi.stubGlobal('fetch', server.fetchMock)
+  vi.stubGlobal('URL', Object.assign(URL, { createObjectURL: vi.fn(() => 'blob:preview'), revokeObjectURL: vi.fn() }))
+})
+afterEach(() => vi.unstubAllGlobals())
+
+describe('App', () => {
+  it('shows the model line from /api/health', async () => {
+    const app = mount(App)
+    await flushPromises()
+    const note = app.find('.model-note').text()
+    expect(note).toContain('vgg10-gray')
+    expect(note).toContain('version 3')
+    expect(note).toContain('140k Real and Fake Faces')
+    expect(note).toContain('can be wrong')
+    expect(app.find('.limits').text()).toContain('5 MB')
+  })
+
+  it('previews at once, shows work under way, then one card per face with boxes', async () => {
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo())
+    expect(app.find('.photo-img').attributes('src')).toBe('blob:preview')
+    expect(app.find('.loading').exists()).toBe(true)
+    expect(app.find('.result').attributes('aria-busy')).toBe('true')
+    expect(app.find('[role="status"]').text()).toBe('Checking the photo…')
+
+    server.pending[0].resolve(json(200, TWO_FACES))
+    await flushPromises()
+    expect(app.find('.loading').exists()).toBe(false)
+    expect(app.find('.result-heading').text()).toBe('Likely fake')
+    const cards = app.findAll('.face-card')
+    expect(cards).toHaveLength(2)
+    expect(cards[0].text()).toContain('Likely fake')
+    expect(cards[1].text()).toContain('Likely real')
+    expect(app.findAll('.face-crop')[1].attributes('src')).toBe('data:image/png;base64,BBBB')
+    const boxes = app.findAll('.face-box')
+    expect(boxes).toHaveLength(2)
+    expect(boxes[0].element.style.left).toBe('12.500%')
+    expect(boxes[0].element.style.top).toBe('12.500%')
+    expect(boxes[0].element.style.width).toBe('25.000%')
+    expect(boxes[0].element.style.height).toBe('50.000%')
+    expect(app.find('.summary').text()).toContain('2 faces found; 1 likely fake.')
+    expect(app.find('.summary').text()).toContain('Answered in 52 ms.')
+    expect(app.find('[role="status"]').text()).toContain('Likely fake.')
+  })
+
+  it('highlights the box of the card under the pointer or focus', async () => {
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo())
+    server.pending[0].resolve(json(200, TWO_FACES))
+    await flushPromises()
+    const cards = app.findAll('.face-card')
+    await cards[1].trigger('mouseenter')
+    let boxes = app.findAll('.face-box')
+    expect(boxes[1].classes()).toContain('is-active')
+    expect(boxes[0].classes()).not.toContain('is-active')
+    await cards[1].trigger('mouseleave')
+    expect(app.findAll('.face-box.is-active')).toHaveLength(0)
+    await cards[0].trigger('focus')
+    boxes = app.findAll('.face-box')
+    expect(boxes[0].classes()).toContain('is-active')
+    expect(cards[0].classes()).toContain('is-active')
+  })
+
+  it('maps an error code to plain words, never the raw body', async () => {
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo(10, 'cat.jpg'))
+    server.pending[0].resolve(json(422, { error: { code: 'no_face', message: 'No face found in cat.jpg' } }))
+    await flushPromises()
+    const notice = app.find('.notice')
+    expect(notice.attributes('data-code')).toBe('no_face')
+    expect(notice.text()).toContain('No face was found in this image.')
+    expect(notice.text()).toContain('frontal face')
+    expect(app.text()).not.toContain('{')
+    expect(app.find('[role="status"]').text()).toContain('No face was found')
+  })
+
+  it('refuses a file over the limit before uploading it', async () => {
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo(HEALTH.limits.max_bytes + 1, 'huge.jpg'))
+    await flushPromises()
+    expect(server.pending).toHaveLength(0)
+    expect(app.find('.notice').text()).toContain('This image is too large (limit 5 MB, 40 megapixels).')
+  })
+
+  it('checks a link and lets a new photo replace one still in flight', async () => {
+    const app = mount(App)
+    await flushPromises()
+    await app.find('#url-input').setValue('https://example.org/face.jpg')
+    await app.find('form').trigger('submit')
+    expect(server.pending).toHaveLength(1)
+    expect(JSON.parse(server.pending[0].init.body)).toEqual({ url: 'https://example.org/face.jpg' })
+    expect(app.find('.photo').exists()).toBe(false) // no preview of a link under the CSP
+
+    await pickFile(app, photo())
+    expect(server.pending[0].init.signal.aborted).toBe(true)
+    server.pending[1].resolve(json(200, { ...TWO_FACES, verdict: 'real', faces: [TWO_FACES.faces[1]] }))
+    await flushPromises()
+    expect(app.find('.result-heading').text()).toBe('Likely real')
+    expect(app.findAll('.face-card')).toHaveLength(1)
+    expect(app.find('.notice').exists()).toBe(false)
+  })
+
+  it('says the server cannot be reached when the network fails', async () => {
+    server.fetchMock.mockImplementation((url) =>
+      url === '/api/health' ? Promise.resolve(json(200, HEALTH)) : Promise.reject(new TypeError('Failed to fetch')),
+    )
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo())
+    await flushPromises()
+    expect(app.find('.notice').text()).toContain('Could not reach the server.')
+  })
+
+  it('uses the preview the server sends for a link', async () => {
+    const app = mount(App)
+    await flushPromises()
+    await app.find('#url-input').setValue('https://example.org/face.jpg')
+    await app.find('form').trigger('submit')
+    const image = { ...TWO_FACES.image, preview: 'data:image/jpeg;base64,CCCC' }
+    server.pending[0].resolve(json(200, { ...TWO_FACES, image }))
+    await flushPromises()
+    expect(app.find('.photo-img').attributes('src')).toBe('data:image/jpeg;base64,CCCC')
+    expect(app.findAll('.face-box')).toHaveLength(2)
+  })
+})
