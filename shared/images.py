@@ -1,0 +1,96 @@
+"""Bytes -> a checked, EXIF-oriented RGB image, decoded no larger than the caller needs."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BadRequest, NotAnImage, TooLarge
+
+FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP"}
+# EXIF orientations 5-8 swap width and height.
+_TRANSPOSED = {5, 6, 7, 8}
+
+
+class Source:
+    """An image opened lazily: size and format are known, no pixel is decoded yet."""
+
+    def __init__(self, data: bytes, max_bytes: int, max_pixels: int):
+        if not data:
+            raise BadRequest("The request carried no image: the body is empty.")
+        if len(data) > max_bytes:
+            raise TooLarge(
+                f"The image is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB."
+            )
+        self.data = data
+        head = self._open()
+        self.format = head.format
+        if self.format not in FORMATS:
+            raise NotAnImage(
+                f"{self.format} images are not accepted; send JPEG, PNG, WebP, GIF or BMP."
+            )
+        w, h = head.size
+        if w * h > max_pixels:
+            raise TooLarge(
+                f"The image is {w}×{h} = {w * h / 1e6:.0f} MP; the limit is "
+                f"{max_pixels / 1e6:.0f} MP."
+            )
+        self.stored_size = (w, h)
+        self.transposed = head.getexif().get(0x0112, 1) in _TRANSPOSED
+        self.size = (h, w) if self.transposed else (w, h)
+
+    def _open(self) -> Image.Image:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                return Image.open(io.BytesIO(self.data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise TooLarge(f"The image declares too many pixels: {exc}") from exc
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise NotAnImage(
+                "The data is not an image this service can read (JPEG, PNG, WebP, GIF or BMP)."
+            ) from exc
+
+    def decode(self, max_side: int | None = None) -> Image.Image:
+        """RGB, oriented; if `max_side` is set, JPEGs decode at a reduced scale (draft mode)
+        and the result is resized so its longer side is at most `max_side`."""
+        img = self._open()
+        if max_side and self.format in ("JPEG", "MPO") and max(self.stored_size) > max_side:
+            ratio = max_side / max(self.stored_size)
+            w, h = self.stored_size
+            img.draft("RGB", (math.ceil(w * ratio), math.ceil(h * ratio)))
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            img = _to_rgb(img)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise NotAnImage("The image is truncated or corrupt and cannot be decoded.") from exc
+        if max_side and max(img.size) > max_side:
+            ratio = max_side / max(img.size)
+            size = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
+            img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent pixels become white, as a browser shows them, not black.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(
+    source: bytes | str | Path,
+    max_bytes: int = 2**31,
+    max_pixels: int = 10**9,
+    max_side: int | None = None,
+) -> Image.Image:
+    """A whole image from bytes or a file path, RGB and oriented (training and the CLI use this)."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    return Source(data, max_bytes, max_pixels).decode(max_side)
