@@ -1,0 +1,220 @@
+"""Fixtures: a small real model, the real local host on a free port, a loopback image server."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+REAL_VS_FAKE = DATA / "real-vs-fake" / "real_vs_fake" / "real-vs-fake"
+FAIRFACE = DATA / "fairface"
+OUTPUT = ROOT / "test-output"
+# Small caps keep the over-the-limit tests cheap; the defaults are documented in the README.
+TEST_MAX_BYTES = 4 * 1024 * 1024
+TEST_READ_TIMEOUT = 1.5
+
+
+def need_data(path: Path = DATA) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data set beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small, untrained but real Keras CNN exported through the production exporter."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from shared.model import ModelSpec
+    from training.export import export_keras
+
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [
+            keras.Input((64, 64, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(4),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    out = tmp_path_factory.mktemp("tiny-model")
+    spec = ModelSpec(
+        name="tiny-test",
+        version="0.0.1",
+        size=64,
+        color="gray",
+        trained_on="nothing: untrained test model",
+    )
+    check = np.random.default_rng(0).random((4, 64, 64, 1), dtype=np.float32)
+    export_keras(model, out, spec, check=check)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalHost:
+    """`python -m shared serve` in a subprocess: the same command `make serve` runs."""
+
+    def __init__(self, model_dir: Path, log: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        environ = {
+            **os.environ,
+            "FAKEFACES_MAX_BYTES": str(TEST_MAX_BYTES),
+            "FAKEFACES_FETCH_READ_TIMEOUT": str(TEST_READ_TIMEOUT),
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shared",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--model",
+                str(model_dir),
+            ],
+            cwd=ROOT,
+            env=environ,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"local host exited: {log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/api/health", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"local host did not answer in 90 s: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live_host(tiny_model_dir, tmp_path_factory):
+    """Base URL of the local host; image URLs on loopback are refused (the default)."""
+    host = LocalHost(tiny_model_dir, tmp_path_factory.mktemp("host") / "host.log")
+    yield host.url
+    host.stop()
+
+
+@pytest.fixture(scope="session")
+def live_host_loopback(tiny_model_dir, tmp_path_factory):
+    """Base URL of a local host that may fetch image URLs on loopback (the test setting)."""
+    host = LocalHost(
+        tiny_model_dir,
+        tmp_path_factory.mktemp("host-lo") / "host.log",
+        FAKEFACES_ALLOW_LOOPBACK_URLS="1",
+    )
+    yield host.url
+    host.stop()
+
+
+class ImageServer:
+    """A real HTTP server on 127.0.0.1 serving what tests add; `/hang` never answers in time."""
+
+    def __init__(self):
+        self.files: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        files = self.files
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                if self.path == "/hang":
+                    time.sleep(TEST_READ_TIMEOUT * 3)  # bounded: longer than the read timeout
+                    return
+                status, headers, body = files.get(self.path, (404, {}, b"not found"))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "image/jpeg",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        self.files[path] = (status, {"Content-Type": content_type, **(headers or {})}, body)
+        return self.url(path)
+
+    def redirect(self, path: str, location: str) -> str:
+        self.files[path] = (302, {"Location": location}, b"")
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+@pytest.fixture(scope="session")
+def image_server():
+    server = ImageServer()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture
+def test_output(request) -> Path:
+    """test-output/<test name>/ for screenshots and artefacts a person may want to look at."""
+    folder = OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, bytes]:
+    """Encoded test photos from scikit-image: a real face, a cat, a cup of coffee."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    out = {}
+    for name in ("astronaut", "chelsea", "coffee"):
+        buf = io.BytesIO()
+        Image.fromarray(getattr(data, name)()).save(buf, format="JPEG", quality=92)
+        out[name] = buf.getvalue()
+    return out
