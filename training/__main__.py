@@ -5,7 +5,7 @@ import importlib
 import sys
 
 # Each module defines register(subparsers) that adds its parser with `func=` set.
-COMMANDS = ["export"]
+COMMANDS = ["prepare", "train", "evaluate", "export", "fairness", "falsify"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,13 @@ import numpy as np
 from shared.model import Model, ModelSpec
 
 
-def export_keras(keras_model, out_dir: str | Path, spec: ModelSpec, check: np.ndarray | None = None,
-                 atol: float = 1e-5) -> Model:
+def export_keras(
+    keras_model,
+    out_dir: str | Path,
+    spec: ModelSpec,
+    check: np.ndarray | None = None,
+    atol: float = 1e-5,
+) -> Model:
     """Convert, write both files, reload with LiteRT and, given `check` inputs, prove equality."""
     import tensorflow as tf
 
@@ -31,6 +37,195 @@ def export_keras(keras_model, out_dir: str | Path, spec: ModelSpec, check: np.nd
     return served
 
 
+CHECK_COUNT = 32
+
+
+def check_inputs(
+    cfg: dict, spec: ModelSpec, count: int = CHECK_COUNT, data: list[str] | None = None
+) -> np.ndarray:
+    """Real aligned faces from the run's data (validation split first), through `to_input`."""
+    from PIL import Image
+
+    from shared.model import to_input
+
+    from .datasets import DataError, read_prepared, usable
+
+    found = []
+    for folder in data or cfg["data"]:
+        try:
+            prepared = read_prepared(folder)
+        except DataError:
+            continue
+        val = cfg.get("val_split", "valid")
+        rows = usable(prepared.rows, val) + [
+            r for r in usable(prepared.rows, None) if r["split"] != val
+        ]
+        found += [prepared.root / r["output"] for r in rows[: count - len(found)]]
+        if len(found) >= count:
+            break
+    if not found:
+        raise DataError(
+            "no aligned images to check the export against: the run's data "
+            f"({', '.join(data or cfg['data'])}) is gone; pass --check-data DIR."
+        )
+    batch = []
+    for path in found:
+        with Image.open(path) as img:
+            batch.append(to_input(img.convert("RGB"), spec))
+    return np.stack(batch)
+
+
+def _trained_on(cfg: dict) -> str:
+    c = cfg["classes"]
+    names = ", ".join(Path(d).name for d in cfg["data"])
+    return (
+        f"{names}: {c['train']['fake']} fake + {c['train']['real']} real training images, "
+        f"{cfg['size']}px {cfg['color']}, {cfg['model']}"
+    )
+
+
+def export_run(
+    run_dir: Path,
+    out: Path,
+    name: str = "",
+    version: str = "",
+    checkpoint: str = "best",
+    threshold: float = 0.5,
+    check_data: list[str] | None = None,
+    max_mb: float = 25.0,
+    metrics_dir: Path | None = None,
+) -> tuple[Model, int]:
+    """A run's checkpoint -> `out`, rebuilt in float32 and checked against Keras."""
+    import json
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from .datasets import DataError
+    from .models import build
+    from .train import spec_from_config
+
+    cfg_path, ckpt = run_dir / "config.json", run_dir / f"{checkpoint}.keras"
+    if not cfg_path.is_file() or not ckpt.is_file():
+        raise DataError(f"{run_dir}: not a run folder (needs config.json and {ckpt.name}).")
+    cfg = json.loads(cfg_path.read_text())
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    trained = keras.models.load_model(ckpt)
+    # Rebuilt under float32 so a mixed-precision or multi-GPU run exports the same plain graph.
+    keras.mixed_precision.set_global_policy("float32")
+    model = build(cfg["model"], cfg["size"], 1 if cfg["color"] == "gray" else 3, cfg["dropout"])
+    model.set_weights(trained.get_weights())
+    extra = {
+        "architecture": cfg["model"],
+        "params": int(model.count_params()),
+        "training": {
+            k: cfg[k]
+            for k in ("epochs", "batch_size", "learning_rate", "augment", "balance", "seed")
+            if k in cfg
+        }
+        | {
+            "classes": {k: v for k, v in cfg.get("classes", {}).items() if k != "by_folder"},
+            "checkpoint": checkpoint,
+            "best_epoch": state.get("best_epoch"),
+            "epochs_done": state.get("epochs_done"),
+        },
+        "metrics": {
+            "valid": {
+                k: state[k]
+                for k in ("best_val_loss", "best_val_accuracy", "best_val_auc")
+                if k in state
+            }
+        },
+    }
+    metrics_csv = (metrics_dir or run_dir / "eval") / "metrics.csv"
+    if metrics_csv.is_file():
+        import csv
+
+        with metrics_csv.open(newline="") as fh:
+            first = next(csv.DictReader(fh))
+        extra["metrics"]["test"] = {
+            k: (float(v) if k not in ("group", "positive") else v)
+            for k, v in first.items()
+            if v not in ("", "nan")
+        }
+    spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
+    spec = replace(spec, threshold=threshold, trained_on=_trained_on(cfg), extra=extra)
+    check = check_inputs(cfg, spec, data=check_data)
+    served = export_keras(model, out, spec, check=check, atol=1e-5)
+    mb = (out / spec.file).stat().st_size / 2**20
+    if mb > max_mb:
+        raise DataError(f"{out / spec.file} is {mb:.1f} MB, over the {max_mb:g} MB limit.")
+    return served, len(check)
+
+
+def run(args) -> int:
+    import sys
+
+    from .datasets import DataError
+
+    out = Path(args.out)
+    try:
+        served, checked = export_run(
+            Path(args.run_dir),
+            out,
+            args.name,
+            args.version,
+            args.checkpoint,
+            args.threshold,
+            args.check_data,
+            args.max_mb,
+            Path(args.metrics) if args.metrics else None,
+        )
+    except (DataError, RuntimeError) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    mb = (out / served.spec.file).stat().st_size / 2**20
+    print(
+        f"{out}: {served.spec.file} ({mb:.1f} MB) + model.json; LiteRT equals Keras within "
+        f"1e-5 on {checked} real aligned faces"
+    )
+    return 0
+
+
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a trained run to models/<name>/")
-    p.set_defaults(func=lambda args: p.error("export from a run folder is not built yet"))
+    p = sub.add_parser(
+        "export",
+        help="export a trained run to a model folder serving loads",
+        description="Convert a run's checkpoint to MODEL_DIR/model.tflite + model.json "
+        "(name, version, input size/colour, normalisation, positive class fake, threshold, "
+        "what it was trained on, metrics). Fails unless LiteRT's predictions equal Keras' "
+        "within 1e-5 on a batch of real aligned faces from the run's data, or the file is too "
+        "large.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `train`")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="e.g. models/default")
+    p.add_argument("--name", default="", help="model name (the architecture)")
+    p.add_argument("--version", default="", help="model version (the run's start time)")
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="which checkpoint (best: lowest validation loss)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="P(fake) at or above which serving says fake (0.5)",
+    )
+    p.add_argument(
+        "--metrics",
+        metavar="DIR",
+        help="an `evaluate` output whose overall row goes into model.json "
+        "(default RUN_DIR/eval if present)",
+    )
+    p.add_argument(
+        "--check-data",
+        action="append",
+        metavar="DIR",
+        help="prepared folder for the equality check (default: the run's data)",
+    )
+    p.add_argument("--max-mb", type=float, default=25.0, help="size limit of model.tflite (25)")
+    p.set_defaults(func=run)

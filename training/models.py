@@ -1,0 +1,90 @@
+"""The paper's model zoo, one short builder per model. Each ends in one sigmoid unit: P(fake).
+
+Inputs are already normalised by `shared.model.to_input` (x * scale + offset), so no model
+rescales: the exported model takes exactly what serving feeds it.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def _head(x):
+    # float32 output even under mixed precision, so the sigmoid does not saturate in float16.
+    return layers.Dense(1, activation="sigmoid", dtype="float32", name="p_fake")(x)
+
+
+def baseline(input_shape: tuple[int, int, int], dropout: float = 0.5) -> keras.Model:
+    """The paper's baseline: three 3×3 conv layers with max-pooling, then a small dense head."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, _head(x), name="baseline")
+
+
+def vgg10(input_shape: tuple[int, int, int], dropout: float = 0.5) -> keras.Model:
+    """The paper's best model: 8 conv (32-32 / 64-64 / 128×4, 3×3, batch norm, max-pool per
+    block) + 2 dense (128, then the sigmoid)."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters, convs in ((32, 2), (64, 2), (128, 4)):
+        for _ in range(convs):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, _head(x), name="vgg10")
+
+
+def _application(app, name: str, input_shape, dropout: float, weights: str | None):
+    # weights=None: nothing can be downloaded here; a local .h5/.weights.h5 file may be given.
+    base = app(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
+    inputs = keras.Input(input_shape)
+    x = layers.Dropout(dropout)(base(inputs))
+    return keras.Model(inputs, _head(x), name=name)
+
+
+def vgg16(input_shape, dropout: float = 0.5, weights: str | None = None) -> keras.Model:
+    return _application(keras.applications.VGG16, "vgg16", input_shape, dropout, weights)
+
+
+def resnet50(input_shape, dropout: float = 0.5, weights: str | None = None) -> keras.Model:
+    return _application(keras.applications.ResNet50, "resnet50", input_shape, dropout, weights)
+
+
+def densenet121(input_shape, dropout: float = 0.5, weights: str | None = None) -> keras.Model:
+    return _application(
+        keras.applications.DenseNet121, "densenet121", input_shape, dropout, weights
+    )
+
+
+MODELS = {
+    "baseline": baseline,
+    "vgg10": vgg10,
+    "vgg16": vgg16,
+    "resnet50": resnet50,
+    "densenet121": densenet121,
+}
+
+
+def build(
+    name: str, size: int, channels: int, dropout: float = 0.5, weights: str | None = None
+) -> keras.Model:
+    """A model by name for size×size×channels inputs."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    shape = (size, size, channels)
+    if name in ("baseline", "vgg10"):
+        if weights:
+            raise ValueError(f"--weights applies to keras.applications models, not {name}")
+        return MODELS[name](shape, dropout)
+    return MODELS[name](shape, dropout, weights)

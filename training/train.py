@@ -1,0 +1,420 @@
+"""`train`: fit one of the paper's models on prepared data into a run folder.
+
+RUN_DIR/ config.json (everything needed to repeat or export the run), history.csv, accuracy.png
+and loss.png (learning curves), best.keras (lowest validation loss), last.keras and state.json
+(so `--resume` continues exactly where an interrupted run stopped).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .datasets import DataError, class_counts, read_prepared, usable
+from .pipeline import Augment, class_weights, load_split, make_dataset
+
+NORMS = {"unit": (1 / 255, 0.0), "symmetric": (1 / 127.5, -1.0)}
+HISTORY_KEYS = [
+    "epoch",
+    "loss",
+    "accuracy",
+    "auc",
+    "val_loss",
+    "val_accuracy",
+    "val_auc",
+    "lr",
+    "seconds",
+]
+
+
+def spec_from_config(cfg: dict, name: str = "", version: str = ""):
+    from shared.model import ModelSpec
+
+    return ModelSpec(
+        name=name or cfg["model"],
+        version=version or cfg.get("version", "0"),
+        size=cfg["size"],
+        color=cfg["color"],
+        scale=cfg["scale"],
+        offset=cfg["offset"],
+        align_size=cfg.get("align_size", 256),
+        positive_class="fake",
+    )
+
+
+def _align_size(prepared) -> int:
+    sizes = set()
+    for p in prepared:
+        info = p.root / "prepare.json"
+        sizes.add(json.loads(info.read_text())["align_size"] if info.is_file() else 256)
+    if len(sizes) > 1:
+        raise DataError(f"the prepared folders were aligned at different sizes {sorted(sizes)}.")
+    return sizes.pop()
+
+
+def plot_history(rows: list[dict], out: Path) -> None:
+    """The paper's learning curves (its Figures 1-3): accuracy and loss, train vs validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in rows]
+    for key, title in (("accuracy", "Accuracy"), ("loss", "Loss (class-balanced)")):
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        ax.plot(epochs, [float(r[key]) for r in rows], "o-", label="train")
+        ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / f"{key}.png")
+        plt.close(fig)
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _save(model, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.keras")  # Keras insists on the .keras suffix
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _config(args) -> dict:
+    scale, offset = NORMS[args.norm]
+    augment = Augment(
+        flip=not args.no_flip,
+        rotation=args.rotation,
+        shear=args.shear,
+        jpeg=args.jpeg,
+        blur=args.blur,
+    )
+    if args.no_augment:
+        augment = Augment(False, 0.0, 0.0, 0.0, 0.0)
+    return {
+        "model": args.model,
+        "size": args.size,
+        "color": args.color,
+        "norm": args.norm,
+        "scale": scale,
+        "offset": offset,
+        "data": [str(Path(d).resolve()) for d in args.data],
+        "train_split": "train",
+        "val_split": args.val_split,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "optimizer": "adam",
+        "dropout": args.dropout,
+        "weights": args.weights,
+        "balance": args.balance,
+        "seed": args.seed,
+        "augment": augment.to_json(),
+        "strategy": args.strategy,
+        "mixed_precision": args.mixed_precision,
+        "patience": args.patience,
+        "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M"),
+    }
+
+
+def train(
+    cfg: dict,
+    out: Path,
+    resume: bool = False,
+    workers: int | None = None,
+    cache_dir: Path | None = None,
+    verbose: int = 1,
+) -> dict:
+    """Train (or continue) the run in `out`; returns its final state."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from .models import build
+
+    prepared = [read_prepared(d) for d in cfg["data"]]
+    cfg["align_size"] = _align_size(prepared)
+    spec = spec_from_config(cfg)
+    load = dict(
+        size=cfg["size"],
+        color=cfg["color"],
+        workers=workers,
+        cache_dir=cache_dir,
+        quiet=verbose == 0,
+    )
+    train_split = load_split(prepared, "train", **load)
+    val_split = load_split(prepared, cfg["val_split"], **load)
+    if cfg["balance"] == "weights":
+        cw = class_weights(train_split.labels)
+    else:
+        cw = {"fake": 1.0, "real": 1.0}
+    weight_of = lambda labels: np.where(labels == 1.0, cw["fake"], cw["real"])  # noqa: E731
+    cfg["classes"] = {
+        "positive": "fake",
+        "train": train_split.counts(),
+        "valid": val_split.counts(),
+        "class_weights": cw,
+        "by_folder": {
+            str(p.root): {s: class_counts(usable(p.rows, s)) for s in ("train", cfg["val_split"])}
+            for p in prepared
+        },
+    }
+    keras.utils.set_random_seed(cfg["seed"])
+    gpus = tf.config.list_physical_devices("GPU")
+    mixed = cfg["mixed_precision"] == "on" or (cfg["mixed_precision"] == "auto" and gpus)
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    strategy = (
+        tf.distribute.MirroredStrategy()
+        if cfg["strategy"] == "mirrored"
+        else tf.distribute.get_strategy()
+    )
+    cfg["device"] = {
+        "gpus": len(gpus),
+        "replicas": strategy.num_replicas_in_sync,
+        "mixed_float16": bool(mixed),
+    }
+
+    state_path, history_path = out / "state.json", out / "history.csv"
+    history = read_history(history_path) if resume else []
+    with strategy.scope():
+        if resume:
+            model = keras.models.load_model(out / "last.keras")
+        else:
+            model = build(cfg["model"], cfg["size"], spec.channels, cfg["dropout"], cfg["weights"])
+            model.compile(
+                optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
+                loss="binary_crossentropy",
+                metrics=[
+                    keras.metrics.BinaryAccuracy(name="accuracy"),
+                    keras.metrics.AUC(name="auc"),
+                ],
+            )
+    cfg["params"] = int(model.count_params())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    state = (
+        json.loads(state_path.read_text())
+        if resume
+        else {"epochs_done": 0, "best_epoch": None, "best_val_loss": None}
+    )
+    # history.csv is the source of truth: an epoch is done once its line is written.
+    state["epochs_done"] = len(history)
+
+    augment = Augment(**cfg["augment"])
+    val_ds = make_dataset(
+        val_split.images,
+        val_split.labels,
+        spec,
+        cfg["batch_size"],
+        weights=weight_of(val_split.labels),
+    )
+    if verbose:
+        print(
+            f"train: {train_split.counts()} valid: {val_split.counts()} (positive = fake); "
+            f"class weights {cw}; {cfg['params']:,} parameters",
+            file=sys.stderr,
+        )
+    stale = 0
+    for epoch in range(state["epochs_done"], cfg["epochs"]):
+        train_ds = make_dataset(
+            train_split.images,
+            train_split.labels,
+            spec,
+            cfg["batch_size"],
+            weights=weight_of(train_split.labels),
+            shuffle_seed=cfg["seed"],
+            epoch=epoch,
+            augment=augment,
+        )
+        t0 = time.perf_counter()
+        fit = model.fit(
+            train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=verbose
+        )
+        seconds = time.perf_counter() - t0
+        logs = {k: v[-1] for k, v in fit.history.items()}
+        row = {
+            "epoch": epoch + 1,
+            **{k: f"{logs[k]:.6f}" for k in HISTORY_KEYS[1:7]},
+            "lr": f"{float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.3g}",
+            "seconds": f"{seconds:.1f}",
+        }
+        _save(model, out / "last.keras")
+        if state["best_val_loss"] is None or logs["val_loss"] < state["best_val_loss"]:
+            _save(model, out / "best.keras")
+            state.update(
+                best_epoch=epoch + 1,
+                best_val_loss=float(logs["val_loss"]),
+                best_val_accuracy=float(logs["val_accuracy"]),
+                best_val_auc=float(logs["val_auc"]),
+            )
+            stale = 0
+        else:
+            stale += 1
+        history.append(row)
+        with history_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, HISTORY_KEYS)
+            writer.writeheader()
+            writer.writerows(history)
+        state["epochs_done"] = epoch + 1
+        state["images_per_second"] = round(len(train_split.labels) / seconds, 1)
+        state_path.write_text(json.dumps(state, indent=2) + "\n")
+        plot_history(history, out)
+        if cfg["patience"] and stale >= cfg["patience"]:
+            if verbose:
+                print(f"early stop: no better validation loss for {stale} epochs", file=sys.stderr)
+            break
+    return state
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    try:
+        if args.resume:
+            if not (out / "config.json").is_file() or not (out / "last.keras").is_file():
+                raise DataError(f"{out}: nothing to resume (no config.json and last.keras).")
+            cfg = json.loads((out / "config.json").read_text())
+            if args.epochs is not None:
+                cfg["epochs"] = args.epochs  # continuing may also mean training for longer
+        else:
+            if (out / "state.json").is_file():
+                raise DataError(
+                    f"{out}: already holds a run; pass --resume to continue it "
+                    "or choose another --out."
+                )
+            missing = [n for n in ("data", "model") if not getattr(args, n)]
+            if missing:
+                raise DataError(f"--{' and --'.join(missing)} required for a new run.")
+            if args.epochs is None:
+                args.epochs = 10
+            cfg = _config(args)
+        state = train(
+            cfg,
+            out,
+            args.resume,
+            args.workers,
+            Path(args.cache_dir) if args.cache_dir else None,
+            verbose=0 if args.quiet else 1,
+        )
+    except (DataError, ValueError) as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{out}: {state['epochs_done']} epochs; best epoch {state['best_epoch']} "
+        f"(val loss {state['best_val_loss']:.4f}, val accuracy "
+        f"{state['best_val_accuracy']:.4f}, val AUC {state['best_val_auc']:.4f}); "
+        f"{state['images_per_second']} img/s in the last epoch"
+    )
+    return 0
+
+
+def register(sub) -> None:
+    from .models import MODELS
+
+    p = sub.add_parser(
+        "train",
+        help="train a model on prepared data into a run folder",
+        description="Train one of the paper's models on folders written by `prepare`. The "
+        "model outputs P(fake) (positive class: fake). The loss is class-balanced with weights "
+        "n/(2 n_class) from the training split. Writes RUN_DIR/config.json, history.csv, "
+        "accuracy.png, loss.png, best.keras (lowest validation loss), last.keras, state.json.",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="DIR",
+        help="a prepared folder; repeat to combine datasets (e.g. 140k + FairFace)",
+    )
+    p.add_argument("--model", choices=sorted(MODELS), help="architecture (paper's best: vgg10)")
+    p.add_argument("--size", type=int, default=128, help="input side in pixels (128)")
+    p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="colour mode (gray)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs in total (10)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in RUN_DIR (its config is reused)",
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="global batch size (32)")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)")
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the output (0.5)")
+    p.add_argument(
+        "--norm",
+        choices=sorted(NORMS),
+        default="unit",
+        help="input scaling: unit = x/255, symmetric = x/127.5 - 1 (unit)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="local weights file for vgg16/resnet50/densenet121 (none downloaded)",
+    )
+    p.add_argument(
+        "--balance",
+        choices=["weights", "none"],
+        default="weights",
+        help="class balance: loss weights n/(2 n_class) (default) or none",
+    )
+    p.add_argument(
+        "--val-split",
+        default="valid",
+        help="split used for validation and the best checkpoint (valid)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after this many epochs without a better val loss (0: never)",
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed for weights, order, augmentation")
+    g = p.add_argument_group("augmentation (training split only)")
+    g.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
+    g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
+    g.add_argument("--rotation", type=float, default=10.0, help="max rotation, degrees (10; 0 off)")
+    g.add_argument("--shear", type=float, default=10.0, help="max shear, degrees (10; 0 off)")
+    g.add_argument(
+        "--jpeg",
+        type=float,
+        default=0.1,
+        help="probability of JPEG re-compression at quality 30-100 (0.1; 0 off)",
+    )
+    g.add_argument(
+        "--blur",
+        type=float,
+        default=0.1,
+        help="probability of Gaussian blur, sigma 0.1-3 px at 256² (0.1; 0 off)",
+    )
+    g = p.add_argument_group("hardware")
+    g.add_argument(
+        "--strategy",
+        choices=["default", "mirrored"],
+        default="default",
+        help="mirrored: tf.distribute.MirroredStrategy over every local GPU",
+    )
+    g.add_argument(
+        "--mixed-precision",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="mixed_float16 (auto: on when a GPU is present)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes decoding images into the cache (all cores)",
+    )
+    g.add_argument("--cache-dir", help="where decoded pixels are cached (DIR/cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
