@@ -9,9 +9,9 @@ export function percent(p) {
   return `${Math.round(v)}%`
 }
 
-/** Bytes → "10 MB" (decimal megabytes, as people read file sizes). */
+/** Bytes → "10 MB" in MiB, the unit the server uses in its own messages. */
 export function megabytes(bytes) {
-  const mb = bytes / 1_000_000
+  const mb = bytes / 2 ** 20
   return `${mb >= 10 || Number.isInteger(mb) ? Math.round(mb) : mb.toFixed(1)} MB`
 }
 

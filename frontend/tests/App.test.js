@@ -5,7 +5,7 @@ import App from '../src/App.vue'
 const HEALTH = {
   status: 'ok',
   model: { name: 'vgg10-gray', version: '3', trained_on: '140k Real and Fake Faces (small)', threshold: 0.5 },
-  limits: { max_bytes: 5_000_000, max_pixels: 40_000_000 },
+  limits: { max_bytes: 5 * 2 ** 20, max_pixels: 40_000_000 },
 }
 
 const TWO_FACES = {

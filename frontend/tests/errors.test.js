@@ -36,9 +36,9 @@ describe('describeError', () => {
   })
 
   it('names the size limit in MB from /api/health', () => {
-    const { title } = describeError(new ApiError('too_large', 413), { max_bytes: 10 * 1000 * 1000 })
+    const { title } = describeError(new ApiError('too_large', 413), { max_bytes: 10 * 2 ** 20 })
     expect(title).toBe('This image is too large (limit 10 MB).')
-    const both = describeError(new ApiError('too_large'), { max_bytes: 2_500_000, max_pixels: 40_000_000 })
+    const both = describeError(new ApiError('too_large'), { max_bytes: 2.5 * 2 ** 20, max_pixels: 40_000_000 })
     expect(both.title).toBe('This image is too large (limit 2.5 MB, 40 megapixels).')
     expect(describeError(new ApiError('too_large')).title).toBe('This image is too large.')
   })
