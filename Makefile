@@ -43,7 +43,7 @@ pytest: $(VENV)/.test frontend/dist/index.html
 frontend-test: frontend/node_modules/.package-lock.json
 	cd frontend && npm test
 
-test: lint frontend-test pytest  ## set up and run every test (lint, Vitest, pytest incl. Chromium)
+test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest incl. Chromium)
 
 bench: $(VENV)/.test  ## serving benchmark against the paper's approach
 	$(BIN)/python bench/serving.py

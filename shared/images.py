@@ -27,6 +27,7 @@ class Source:
                 f"The image is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB."
             )
         self.data = data
+        self.max_pixels = max_pixels
         head = self._open()
         self.format = head.format
         if self.format not in FORMATS:
@@ -49,7 +50,8 @@ class Source:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 return Image.open(io.BytesIO(self.data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise TooLarge(f"The image declares too many pixels: {exc}") from exc
+            limit = f"{self.max_pixels / 1e6:.0f} MP"
+            raise TooLarge(f"The image declares far more pixels than the {limit} limit.") from exc
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise NotAnImage(
                 "The data is not an image this service can read (JPEG, PNG, WebP, GIF or BMP)."

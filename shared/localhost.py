@@ -6,6 +6,7 @@ so routes are written once, in function_app.py, and `func start` serves the same
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -46,10 +47,17 @@ def _compile(template: str) -> tuple[re.Pattern, int]:
     return re.compile(regex), literal
 
 
+@functools.cache
+def indexed(app: func.FunctionApp) -> list:
+    """The app's functions, as the Functions host indexes them. Cached: this azure-functions
+    version refuses a second get_functions() on one app (it sees every name as a duplicate)."""
+    return app.get_functions()
+
+
 def routes(app: func.FunctionApp, prefix: str = "api") -> list[Route]:
     """Every HTTP function of `app`, most specific first."""
     table = []
-    for fn in app.get_functions():
+    for fn in indexed(app):
         trigger = fn.get_trigger()
         if not isinstance(trigger, HttpTrigger):
             continue
@@ -132,6 +140,9 @@ def wsgi_app(app: func.FunctionApp, prefix: str = "api"):
         resp = route.handler(req)
         body = resp.get_body() or b""
         out = [(k, v) for k, v in resp.headers.items() if k.lower() != "content-length"]
+        if not any(k.lower() == "content-type" for k, _ in out):
+            # As the Functions host does: the response's mimetype becomes its Content-Type.
+            out.append(("Content-Type", f"{resp.mimetype}; charset={resp.charset}"))
         out.append(("Content-Length", str(len(body))))
         status = resp.status_code
         start_response(f"{status} {_reason(status)}", out)

@@ -1,0 +1,54 @@
+"""The function app indexes as the Functions host will see it, and as the README documents."""
+
+import json
+import re
+
+import azure.functions as func
+
+import function_app
+from shared.localhost import indexed, route_prefix, routes
+from tests.conftest import ROOT
+
+
+def registered() -> set[tuple[str, str, str]]:
+    prefix = route_prefix(ROOT / "host.json")
+    found = set()
+    for fn in indexed(function_app.app):
+        trigger = fn.get_trigger()
+        doc = json.loads(fn.get_function_json())
+        assert doc["scriptFile"] == "function_app.py"
+        for method in trigger.methods:
+            route = "/" + "/".join(p for p in (prefix, trigger.route) if p)
+            found.add((str(method.value), route, fn.get_function_name()))
+    return found
+
+
+def documented() -> set[tuple[str, str, str]]:
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| (GET|POST) \| `(/[^`]*)` \| `(\w+)` \|", readme, re.M)
+    return set(rows)
+
+
+def test_functions_routes_and_methods_match_the_readme():
+    assert (
+        registered()
+        == documented()
+        == {
+            ("POST", "/api/predict", "predict"),
+            ("GET", "/api/health", "health"),
+            ("GET", "/{*path}", "page"),
+        }
+    )
+
+
+def test_everything_is_anonymous_and_http():
+    for fn in indexed(function_app.app):
+        assert fn.get_trigger().auth_level == func.AuthLevel.ANONYMOUS
+
+
+def test_local_host_ranks_api_routes_before_the_page():
+    table = routes(function_app.app, route_prefix(ROOT / "host.json"))
+    assert [r.name for r in table][-1] == "page"
+    match = {r.name: bool(r.pattern.fullmatch("api/predict")) for r in table}
+    assert match["predict"] and match["page"]  # the page matches too, so rank decides
+    assert table[0].pattern.fullmatch("api/predict") or table[1].pattern.fullmatch("api/predict")
