@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
-from .conftest import PHONE
+from .conftest import PHONE, jpeg
 
 pytestmark = pytest.mark.browser
 
@@ -217,3 +218,45 @@ def test_keyboard_reaches_every_control_in_order(open_page, live_host, test_outp
     # The file input is hidden visually but labelled; its label is the visible button.
     assert page.get_by_label("Choose a photo").get_attribute("type") == "file"
     page.screenshot(path=test_output / "keyboard.png", full_page=True)
+
+
+def two_faces_jpeg() -> bytes:
+    """astronaut() twice, full size and 3/4 size, side by side: a big face and a smaller one.
+
+    (At half size her face is under dlib's ~80 px HOG window and is not found.)"""
+    from PIL import Image
+    from skimage import data
+
+    big = Image.fromarray(data.astronaut())
+    small = big.resize((384, 384), Image.LANCZOS)
+    canvas = Image.new("RGB", (896, 512), (200, 200, 200))
+    canvas.paste(big, (0, 0))
+    canvas.paste(small, (512, 128))
+    return jpeg(np.asarray(canvas))
+
+
+def test_dropped_photo_with_two_faces_gets_two_cards_largest_first(
+    open_page, live_host, test_output
+):
+    page = open_page(live_host)
+    page.locator(".dropzone").evaluate(
+        """(zone, bytes) => {
+            const data = new DataTransfer()
+            data.items.add(new File([new Uint8Array(bytes)], 'two.jpg', {type: 'image/jpeg'}))
+            zone.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}))
+        }""",
+        list(two_faces_jpeg()),
+    )
+    wait_for_answer(page)
+    cards = page.locator(".face-card")
+    assert cards.count() == 2
+    boxes = [page.locator(".face-box").nth(i).bounding_box() for i in range(2)]
+    assert boxes[0]["width"] > boxes[1]["width"], boxes
+    assert boxes[0]["x"] < boxes[1]["x"]  # the big face is on the left
+    # Each card lights up its own box, and only that one.
+    cards.nth(1).hover()
+    assert page.locator(".face-box.is-active").count() == 1
+    assert "is-active" in page.locator(".face-box").nth(1).get_attribute("class")
+    assert status_text(page).startswith(page.locator(".result-heading").inner_text())
+    assert "2 faces found" in status_text(page)
+    page.screenshot(path=test_output / "two-faces.png", full_page=True)
