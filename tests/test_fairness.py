@@ -102,6 +102,10 @@ def test_fairface_audit_counts_every_row_and_is_reproducible_from_joined_csv(
     n_black = sum(r["race"] == "Black" for r in joined)
     assert int(black["n_unprivileged"]) == n_black
     groups = read_csv(out / "fairness_groups.csv")
+    everyone = groups[0]
+    assert (everyone["definition"], everyone["group"]) == ("all", "All")
+    assert int(everyone["n"]) == 392 and int(everyone["errors"]) == 8
+    assert float(everyone["error_rate"]) == pytest.approx(8 / 400)
     g = next(r for r in groups if r["group"] == "Black")
     assert int(g["n"]) == n_black == int(g["tp"]) + int(g["fn"])
     assert float(g["real_called_fake"]) == pytest.approx(1 - sel[True], abs=1e-6)

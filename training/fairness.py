@@ -46,6 +46,7 @@ class Audit:
     bootstrap: Bootstrap
     threshold: float | None
     class_counts: dict[str, int]
+    overall: GroupResult  # every scored row on the "privileged" side, nothing on the other
 
     @property
     def unfavourable(self) -> str:
@@ -77,18 +78,22 @@ def run_audit(
     class_counts = {c: sum(r["true_class"] == c for r in rows if not r["error"]) for c in CLASSES}
     from tqdm import tqdm
 
-    bar = tqdm(total=len(groups), desc="bootstrap", unit="group", disable=not progress)
+    bar = tqdm(total=len(groups) + 1, desc="bootstrap", unit="group", disable=not progress)
     boot = Bootstrap(resamples=resamples, seed=seed, progress=bar)
     results = []
-    for gdef in groups:
-        if gdef.column not in joined.attr_columns:
+    everyone = GroupDef("all", None, frozenset(), "All", "")
+    for gdef in [everyone, *groups]:
+        if gdef is not everyone and gdef.column not in joined.attr_columns:
             bar.close()
             have = ", ".join(joined.attr_columns) or "none"
             raise LabelError(
                 f"Group '{gdef.name}' needs a '{gdef.column}' label column; the labels have: "
                 f"{have}."
             )
-        side = gdef.sides([r[gdef.column] for r in rows])
+        if gdef is everyone:
+            side = np.full(len(rows), PRIV, dtype=np.int8)
+        else:
+            side = gdef.sides([r[gdef.column] for r in rows])
         cells = Cells.from_rows(np.where(scored, side, -1), truly_fav, judged_fav)
         by_cell = [
             [judged_fav[scored & (side == s) & (truly_fav == (c == FAV))] for c in (FAV, UNFAV)]
@@ -112,7 +117,7 @@ def run_audit(
         )
     bar.close()
     boot.progress = None
-    return Audit(favourable, joined, results, boot, threshold, class_counts)
+    return Audit(favourable, joined, results[1:], boot, threshold, class_counts, results[0])
 
 
 def _run(args: argparse.Namespace) -> int:

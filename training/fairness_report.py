@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fairness_metrics import FAV, PRIV, UNFAV, UNPRIV
+from .fairness_metrics import FAV, PRIV, SIDES, UNFAV, UNPRIV
 
 SUMMARY_COLUMNS = [
     "definition", "column", "privileged", "unprivileged", "favourable",
@@ -30,6 +30,10 @@ def _ci(x: float, lo: float, hi: float, digits: int = 3) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{x:.{digits}f}"
     return f"{x:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _rate(row: dict, name: str) -> str:
+    return _ci(row[name], row[f"{name}_lo"], row[f"{name}_hi"])
 
 
 def summary_rows(audit) -> list[dict]:
@@ -61,22 +65,25 @@ def summary_rows(audit) -> list[dict]:
 
 
 def group_rows(audit) -> list[dict]:
+    """Per-group rows; the first is every scored row together (definition "all")."""
     fav, unfav = audit.favourable, audit.unfavourable
     out = []
-    for r in audit.results:
+    for r in [audit.overall, *audit.results]:
         d = r.definition
         point = {"selection_rate": r.cells.selection_rate(), "tpr": r.cells.tpr()}
         point |= {"fpr": r.cells.fpr(), **audit.detector_rates(r.cells)}
         boot = {"selection_rate": r.boot.selection_rate(), "tpr": r.boot.tpr()}
         boot |= {"fpr": r.boot.fpr(), **audit.detector_rates(r.boot)}
         conf = r.cells.confusion()
-        for s, name in ((PRIV, d.privileged_name), (UNPRIV, d.unprivileged_name)):
+        sides = ((PRIV, d.privileged_name), (UNPRIV, d.unprivileged_name))
+        for s, name in sides if r is not audit.overall else sides[:1]:
             row = {
-                "definition": d.name,
-                "side": "privileged" if s == PRIV else "unprivileged",
+                "definition": d.name if r is not audit.overall else "all",
+                "side": "all" if r is audit.overall else SIDES[s],
                 "group": name,
                 "rows": int(r.cells.size()[s] + r.errors[s]),
                 "errors": int(r.errors[s]),
+                "error_rate": float(r.errors[s] / max(1, r.cells.size()[s] + r.errors[s])),
                 "n": int(r.cells.size()[s]),
                 f"n_{fav}": int(r.cells.n[s, FAV]),
                 f"n_{unfav}": int(r.cells.n[s, UNFAV]),
@@ -137,7 +144,9 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
         )
         + ". Unjoined rows are listed in unjoined.csv; every joined row is in joined.csv.",
         "",
-        f"Scored rows by true class: {n_real} real, {n_fake} fake.",
+        f"Scored rows by true class: {n_real} real, {n_fake} fake. Overall, real photos judged "
+        f"fake: {_rate(groups[0], 'real_called_fake')}; fakes judged real: "
+        f"{_rate(groups[0], 'fake_called_real')} (95 % CI).",
     ]
     errs = [r["error"] for r in audit.joined.rows if r["error"]]
     if errs:
