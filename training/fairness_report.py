@@ -287,6 +287,7 @@ def chart(summary: list[dict], path: Path) -> None:
             ax.errorbar(x, yi, xerr=err, fmt="o", color="tab:blue", capsize=4)
         if not any(math.isfinite(s[key]) for s in summary):
             ax.set_xlim(parity - 0.3, parity + 0.3)
+        ax.set_ylim(-0.6, len(summary) - 0.4)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, names, fontsize=8)
