@@ -15,15 +15,30 @@ export class ApiError extends Error {
 export const REQUEST_TIMEOUT_MS = 90_000
 
 async function request(path, init = {}, { signal, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
-  const timeout = AbortSignal.timeout(timeoutMs)
-  const combined = signal ? AbortSignal.any([signal, timeout]) : timeout
+  // One controller for both reasons to stop: the page moved on (signal), or the server is too slow.
+  // (Built by hand rather than AbortSignal.any, which Safari gained only in 2024.)
+  const controller = new AbortController()
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    controller.abort()
+  }, timeoutMs)
+  const forward = () => controller.abort()
+  if (signal?.aborted) controller.abort()
+  signal?.addEventListener('abort', forward, { once: true })
   let response
   try {
-    response = await fetch(path, { ...init, signal: combined, headers: { Accept: 'application/json', ...init.headers } })
+    response = await fetch(path, {
+      ...init,
+      signal: controller.signal,
+      headers: { Accept: 'application/json', ...init.headers },
+    })
   } catch (err) {
     if (signal?.aborted) throw err // the page replaced this request; the caller ignores it
-    if (timeout.aborted) throw new ApiError('client_timeout')
-    throw new ApiError('network')
+    throw new ApiError(timedOut ? 'client_timeout' : 'network')
+  } finally {
+    clearTimeout(timer)
+    signal?.removeEventListener('abort', forward)
   }
   let body = null
   try {
