@@ -1,0 +1,257 @@
+"""The training module, run for real on a few dozen images of ../shared/data:
+prepare -> train -> evaluate -> export -> `python -m shared predict`, plus bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+KAGGLE = DATA / "real-vs-fake"
+FAIRFACE = DATA / "fairface"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data set beside the repository)")
+    return path
+
+
+def cli(*args: str, module: str = "training", check: bool = True):
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} {args[0]} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """40 images of the 140k layout, spread over splits and classes, aligned by the CLI."""
+    out = tmp_path_factory.mktemp("prepared") / "p140k"
+    cli("prepare", need(KAGGLE), out, "--limit", "40", "--workers", "2")
+    return out
+
+
+# ---- readers -----------------------------------------------------------------------------
+
+
+def test_readers_count_the_shared_data():
+    from training.datasets import read_source
+
+    kind, recs = read_source(need(KAGGLE))
+    assert kind == "140k"
+    by = {(s, c): sum(r.split == s and r.label == c for r in recs)
+          for s in ("train", "valid", "test") for c in ("real", "fake")}
+    # DATA.md's table; label 1 = real in the Kaggle CSVs.
+    assert by == {("train", "real"): 345, ("train", "fake"): 630, ("valid", "real"): 74,
+                  ("valid", "fake"): 135, ("test", "real"): 75, ("test", "fake"): 136}
+    assert all((KAGGLE / r.rel).is_file() for r in recs[:50])
+
+    kind, recs = read_source(need(FAIRFACE))
+    assert kind == "fairface" and len(recs) == 14999
+    assert {r.label for r in recs} == {"real"}
+    assert sum(r.split == "test" for r in recs) == 4999  # FairFace val = our audit/test split
+    valid = sum(r.split == "valid" for r in recs)
+    assert 800 < valid < 1200  # ~10% of FairFace train, fixed by file name
+    assert {"age", "gender", "race"} <= set(recs[0].attrs)
+
+
+def test_bad_csv_and_missing_folder_are_one_clear_sentence(tmp_path):
+    bad = tmp_path / "k"
+    (bad / "real_vs_fake" / "real-vs-fake").mkdir(parents=True)
+    (bad / "train.csv").write_text(",original_path,id,lbl,label_str,path\n0,a,b,1,real,x.jpg\n")
+    proc = cli("prepare", bad, tmp_path / "out", check=False)
+    assert proc.returncode == 2
+    assert "train.csv: missing column(s) label" in proc.stderr and "Traceback" not in proc.stderr
+
+    (bad / "train.csv").write_text(",original_path,id,label,label_str,path\n"
+                                   "0,a,b,1,real,x.jpg\n1,a,c,7,real,y.jpg\n")
+    proc = cli("prepare", bad, tmp_path / "out", check=False)
+    assert "1 row(s) have a label other than 0 (fake) or 1 (real), first at line 3" in proc.stderr
+
+    proc = cli("prepare", tmp_path / "nope", tmp_path / "out", check=False)
+    assert proc.returncode == 2 and "nope: no such folder" in proc.stderr
+
+    proc = cli("train", "--data", need(KAGGLE), "--model", "vgg10", "--out", tmp_path / "r",
+               check=False)
+    assert proc.returncode == 2 and "not a prepared dataset" in proc.stderr
+    assert "python -m training prepare" in proc.stderr
+
+
+def test_corrupt_images_are_skipped_and_counted(tmp_path):
+    src = tmp_path / "mine"
+    real_src = sorted((need(KAGGLE) / "real_vs_fake/real-vs-fake/valid/real").glob("*.jpg"))
+    (src / "real").mkdir(parents=True)
+    (src / "fake").mkdir()
+    for p in real_src[:2]:
+        shutil.copy(p, src / "real" / p.name)
+    (src / "fake" / "text.jpg").write_text("not an image at all")
+    (src / "fake" / "cut.jpg").write_bytes(real_src[2].read_bytes()[:3000])
+    out = tmp_path / "out"
+    proc = cli("prepare", src, out, "--workers", "1")
+    rows = {r["source"]: r for r in read_csv(out / "manifest.csv")}
+    assert len(rows) == 4
+    assert rows["fake/text.jpg"]["status"] == "not_an_image"
+    assert rows["fake/cut.jpg"]["status"] in ("not_an_image", "no_face")
+    assert {rows[f"real/{p.name}"]["status"] for p in real_src[:2]} == {"ok"}
+    assert "2 of 4 images aligned" in proc.stdout and "not_an_image" in proc.stdout
+    # realfake layout without split folders: the validation share is carved by file name.
+    assert {r["split"] for r in rows.values()} <= {"train", "valid"}
+
+
+def test_prepare_mirrors_the_tree_and_resumes(prepared):
+    rows = read_csv(prepared / "manifest.csv")
+    assert len(rows) == 40
+    assert {r["split"] for r in rows} == {"train", "valid", "test"}
+    assert {r["label"] for r in rows} == {"fake", "real"}
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) >= 35
+    from PIL import Image
+
+    for r in ok[:5]:
+        assert r["output"] == r["source"][: -len(".jpg")] + ".png"
+        with Image.open(prepared / r["output"]) as img:
+            assert img.size == (256, 256) and img.mode == "RGB"
+    summary = json.loads((prepared / "prepare.json").read_text())
+    assert summary["images_per_second"] > 0 and summary["detector"] == "dlib"
+    # Re-running finds nothing left to do and keeps every row.
+    again = cli("prepare", KAGGLE, prepared, "--limit", "40")
+    assert "nothing left to do" in again.stdout
+    assert read_csv(prepared / "manifest.csv") == rows
+
+
+def test_shards_split_the_work(tmp_path):
+    out = tmp_path / "sharded"
+    for k in ("1/2", "2/2"):
+        cli("prepare", need(KAGGLE), out, "--limit", "6", "--shard", k, "--workers", "1")
+    from training.datasets import read_prepared
+
+    a, b = (read_csv(out / f"manifest-{k}-of-2.csv") for k in (1, 2))
+    assert a and b and not {r["source"] for r in a} & {r["source"] for r in b}
+    assert len(read_prepared(out).rows) == len(a) + len(b)
+
+
+# ---- the whole chain ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
+    run = tmp_path / "run"
+    cli("train", "--data", prepared, "--model", "vgg10", "--size", "32", "--color", "gray",
+        "--epochs", "2", "--out", run, "--batch-size", "8", "--quiet")
+    for name in ("config.json", "history.csv", "accuracy.png", "loss.png", "best.keras",
+                 "last.keras", "state.json"):
+        assert (run / name).is_file(), name
+    history = read_csv(run / "history.csv")
+    assert [h["epoch"] for h in history] == ["1", "2"]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["classes"]["positive"] == "fake" and cfg["classes"]["train"]["fake"] > 0
+
+    # --resume continues to a later epoch without losing the first two.
+    cli("train", "--out", run, "--resume", "--epochs", "3", "--quiet")
+    assert [h["epoch"] for h in read_csv(run / "history.csv")] == ["1", "2", "3"]
+    assert history == read_csv(run / "history.csv")[:2]
+
+    keras_eval = tmp_path / "eval-keras"
+    cli("evaluate", "--model", run, "--data", prepared, "--split", "test", "--out", keras_eval,
+        "--by", "dataset")
+    for name in ("metrics.csv", "metrics.md", "metrics.tex", "predictions.csv", "roc_pr.png"):
+        assert (keras_eval / name).is_file(), name
+    preds = read_csv(keras_eval / "predictions.csv")
+    assert list(preds[0])[:9] == ["path", "face", "x", "y", "w", "h", "p_fake", "label", "error"]
+    scored = [p for p in preds if p["p_fake"]]
+    y = np.array([p["true_label"] == "fake" for p in scored], int)
+    p = np.array([float(p["p_fake"]) for p in scored])
+    from sklearn import metrics as m
+
+    table = read_csv(keras_eval / "metrics.csv")
+    overall = table[0]
+    assert overall["group"] == "all" and overall["positive"] == "fake"
+    assert int(overall["n"]) == len(scored)
+    pred = (p >= 0.5).astype(int)
+    assert float(overall["accuracy"]) == pytest.approx(m.accuracy_score(y, pred), abs=1e-9)
+    assert float(overall["roc_auc"]) == pytest.approx(m.roc_auc_score(y, p), abs=1e-4)
+    assert int(overall["tp"]) == int(((pred == 1) & (y == 1)).sum())
+    for name in ("f1", "precision", "recall"):
+        want = getattr(m, f"{name}_score")(y, pred, zero_division=np.nan)
+        got = float(overall[name])
+        assert (np.isnan(want) and np.isnan(got)) or got == pytest.approx(want, abs=1e-9)
+    assert "Positive class: **fake**" in (keras_eval / "metrics.md").read_text()
+    assert r"\begin{tabular}" in (keras_eval / "metrics.tex").read_text()
+
+    model_dir = tmp_path / "model"
+    proc = cli("export", run, "--out", model_dir, "--name", "test-vgg10")
+    assert "LiteRT equals Keras within 1e-5" in proc.stdout
+    spec = json.loads((model_dir / "model.json").read_text())
+    assert spec["input"] == {"size": 32, "color": "gray", "scale": 1 / 255, "offset": 0.0}
+    assert spec["output"]["positive_class"] == "fake" and spec["name"] == "test-vgg10"
+    assert spec["architecture"] == "vgg10" and "fake" in spec["trained_on"]
+
+    # The exported model scores the same images as the Keras checkpoint did.
+    lite_eval = tmp_path / "eval-lite"
+    cli("evaluate", "--model", model_dir, "--data", prepared, "--split", "test", "--out",
+        lite_eval)
+    lite = {r["path"]: r for r in read_csv(lite_eval / "predictions.csv")}
+    for r in scored:
+        assert abs(float(lite[r["path"]]["p_fake"]) - float(r["p_fake"])) <= 2e-5
+
+    # Serving's own CLI, from the original JPEGs: same faces, same boxes, same probabilities.
+    sources = [r["path"] for r in scored[:6]]
+    served_csv = tmp_path / "served.csv"
+    cli("predict", *sources, "--model", model_dir, "--csv", served_csv, module="shared")
+    served = {r["path"]: r for r in read_csv(served_csv) if r["face"] == "0"}
+    assert len(served) == len(sources)
+    for path in sources:
+        want = lite[path]
+        got = served[path]
+        assert abs(float(got["p_fake"]) - float(want["p_fake"])) <= 2e-5, path
+        assert [got[k] for k in "xywh"] == [want[k] for k in "xywh"]
+
+
+@pytest.mark.slow
+def test_training_learns_a_learnable_fake(tmp_path):
+    """Fakes carry a dark band at the top, reals at the bottom (plus noise): a model that
+    learns at all separates them; chance is 50%."""
+    from PIL import Image
+
+    from training.datasets import MANIFEST_FIELDS
+
+    root = tmp_path / "synthetic"
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(160):
+        label = "fake" if i % 2 else "real"
+        img = rng.normal(128, 30, (256, 256, 3))
+        band = slice(20, 80) if label == "fake" else slice(176, 236)
+        img[band] -= 60
+        rel = f"{label}/{i}.png"
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / rel)
+        split = "valid" if i % 5 == 0 else "train"
+        rows.append({"source": rel, "output": rel, "split": split, "label": label,
+                     "dataset": "synthetic", "faces": "1", "status": "ok"})
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    run = tmp_path / "run"
+    cli("train", "--data", root, "--model", "baseline", "--size", "32", "--epochs", "4",
+        "--lr", "1e-3", "--batch-size", "16", "--out", run, "--quiet", "--no-augment")
+    state = json.loads((run / "state.json").read_text())
+    assert state["best_val_accuracy"] >= 0.85, state

@@ -1,0 +1,116 @@
+"""Train/serve parity of the tf.data pipeline, its augmentations, and the model zoo's shapes."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from shared.model import ModelSpec, to_input  # noqa: E402
+from training.datasets import MANIFEST_FIELDS, read_prepared  # noqa: E402
+from training.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A prepared folder of 12 textured 256² faces-to-be (PNG, as prepare writes them)."""
+    root = tmp_path_factory.mktemp("prep")
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(12):
+        label = ("fake", "real")[i % 2]
+        img = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        img[::7] //= 3  # structure, so a resize does something non-trivial
+        rel = f"{label}/{i}.png"
+        (root / label).mkdir(exist_ok=True)
+        Image.fromarray(img).save(root / rel)
+        rows.append({"source": rel, "output": rel, "split": "train", "label": label,
+                     "dataset": "t", "faces": "1", "status": "ok"})
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+@pytest.mark.parametrize(("size", "color", "scale", "offset"),
+                         [(128, "gray", 1 / 255, 0.0), (96, "rgb", 1 / 127.5, -1.0)])
+def test_unaugmented_batches_equal_serving_inputs(folder, size, color, scale, offset):
+    spec = ModelSpec(name="t", version="0", size=size, color=color, scale=scale, offset=offset)
+    prepared = read_prepared(folder)
+    split = load_split([prepared], "train", size, color, workers=1, quiet=True)
+    ds = make_dataset(split.images, split.labels, spec, batch_size=5)
+    got = np.concatenate([x.numpy() for x, _ in ds])
+    want = np.stack([to_input(Image.open(folder / r["output"]), spec) for r in split.rows])
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)  # bit for bit, not merely close
+    labels = np.concatenate([y.numpy()[:, 0] for _, y in ds])
+    assert labels.tolist() == [1.0 if r["label"] == "fake" else 0.0 for r in split.rows]
+    # The cache is reused: a second load reads the same file.
+    again = load_split([prepared], "train", size, color, workers=1, quiet=True)
+    assert getattr(again.images, "filename", None) == getattr(split.images, "filename", 1)
+
+
+def test_augmentations_change_pixels_deterministically(folder):
+    spec = ModelSpec(name="t", version="0", size=64, color="gray")
+    split = load_split([read_prepared(folder)], "train", 64, "gray", workers=1, quiet=True)
+    plain = next(iter(make_dataset(split.images, split.labels, spec, 12, shuffle_seed=3)))[0]
+
+    def batch(aug, epoch=0):
+        ds = make_dataset(split.images, split.labels, spec, 12, shuffle_seed=3, epoch=epoch,
+                          augment=aug)
+        return next(iter(ds))[0].numpy()
+
+    for aug in (Augment(True, 0, 0, 0, 0), Augment(False, 20, 0, 0, 0),
+                Augment(False, 0, 20, 0, 0), Augment(False, 0, 0, 1.0, 0),
+                Augment(False, 0, 0, 0, 1.0)):
+        out = batch(aug)
+        assert out.shape == plain.shape and np.isfinite(out).all()
+        assert out.min() >= -0.05 and out.max() <= 1.05, aug
+        assert not np.allclose(out, plain.numpy()), f"{aug} changed nothing"
+        np.testing.assert_array_equal(out, batch(aug))  # same seed, same epoch: same batch
+    full = Augment()
+    assert not np.array_equal(batch(full, 0), batch(full, 1))  # a new epoch, new draws
+    np.testing.assert_array_equal(batch(NO_AUGMENT), plain.numpy())
+
+
+def test_shuffle_is_a_permutation_fixed_by_seed_and_epoch(folder):
+    spec = ModelSpec(name="t", version="0", size=32, color="gray")
+    split = load_split([read_prepared(folder)], "train", 32, "gray", workers=1, quiet=True)
+    ids = np.arange(12, dtype=np.float32)  # labels double as row ids
+
+    def order(seed, epoch):
+        ds = make_dataset(split.images, ids, spec, 5, shuffle_seed=seed, epoch=epoch)
+        return np.concatenate([y.numpy()[:, 0] for _, y in ds]).tolist()
+
+    assert sorted(order(1, 0)) == ids.tolist()
+    assert order(1, 0) == order(1, 0) and order(1, 0) != order(1, 1)
+
+
+@pytest.mark.parametrize("name", ["baseline", "vgg10", "vgg16", "resnet50", "densenet121"])
+def test_model_zoo_builds_for_any_size_and_colour(name):
+    from training.models import build
+
+    size = 32 if name in ("baseline", "vgg10", "vgg16") else 64
+    model = build(name, size, 1)
+    x = np.zeros((2, size, size, 1), np.float32)
+    p = model(x, training=False).numpy()
+    assert p.shape == (2, 1) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_vgg10_is_the_papers_layout():
+    from training.models import build
+
+    model = build("vgg10", 128, 1)
+    convs = [lay.filters for lay in model.layers if lay.__class__.__name__ == "Conv2D"]
+    dense = [lay.units for lay in model.layers if lay.__class__.__name__ == "Dense"]
+    kinds = [lay.__class__.__name__ for lay in model.layers]
+    assert convs == [32, 32, 64, 64, 128, 128, 128, 128]
+    assert dense == [128, 1] and model.layers[-1].activation.__name__ == "sigmoid"
+    assert kinds.count("BatchNormalization") == 8 and kinds.count("MaxPooling2D") == 3
+    assert "Dropout" in kinds and "Flatten" in kinds
