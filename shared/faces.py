@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .align import ffhq_align, points_from_landmarks
+from .images import fit_within
 
 # dlib's HOG detector finds faces down to ~80 px; detecting on a copy this size keeps
 # a 12 MP photo's detection to tens of milliseconds.
@@ -103,15 +104,6 @@ def align(image: Image.Image, face: Face, size: int = 256) -> Image.Image:
 
 def detect_and_align(image: Image.Image, size: int = 256) -> list[AlignedFace]:
     """Detect on a copy no larger than DETECT_SIDE, align each face from `image` itself."""
-    factor = min(1.0, DETECT_SIDE / max(image.size))
-    small = (
-        image
-        if factor == 1.0
-        else image.resize(
-            (round(image.width * factor), round(image.height * factor)),
-            Image.Resampling.BILINEAR,
-            reducing_gap=2.0,
-        )
-    )
-    found = [f.scaled(1 / factor) for f in find_faces(small)]
+    small = fit_within(image, DETECT_SIDE)
+    found = [f.scaled(image.width / small.width) for f in find_faces(small)]
     return [AlignedFace(f.box, f.landmarks, f.score, align(image, f, size)) for f in found]

@@ -57,25 +57,29 @@ class Source:
                 "The data is not an image this service can read (JPEG, PNG, WebP, GIF or BMP)."
             ) from exc
 
-    def decode(self, max_side: int | None = None) -> Image.Image:
-        """RGB, oriented; if `max_side` is set, JPEGs decode at a reduced scale (draft mode)
-        and the result is resized so its longer side is at most `max_side`."""
+    def decode(self, min_side: int | None = None) -> Image.Image:
+        """RGB, oriented. With `min_side`, a JPEG decodes at the smallest of its 1, 1/2, 1/4,
+        1/8 scales whose longer side is still at least `min_side` (Pillow's draft mode)."""
         img = self._open()
-        if max_side and self.format in ("JPEG", "MPO") and max(self.stored_size) > max_side:
-            ratio = max_side / max(self.stored_size)
+        if min_side and self.format in ("JPEG", "MPO") and max(self.stored_size) > min_side:
+            ratio = min_side / max(self.stored_size)
             w, h = self.stored_size
             img.draft("RGB", (math.ceil(w * ratio), math.ceil(h * ratio)))
         try:
             img.load()
             img = ImageOps.exif_transpose(img)
-            img = _to_rgb(img)
+            return _to_rgb(img)
         except (OSError, ValueError, SyntaxError) as exc:
             raise NotAnImage("The image is truncated or corrupt and cannot be decoded.") from exc
-        if max_side and max(img.size) > max_side:
-            ratio = max_side / max(img.size)
-            size = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
-            img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def fit_within(img: Image.Image, max_side: int) -> Image.Image:
+    """`img` itself if it fits, else a copy whose longer side is `max_side`."""
+    if max(img.size) <= max_side:
         return img
+    ratio = max_side / max(img.size)
+    size = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
+    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -88,11 +92,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_image(
-    source: bytes | str | Path,
-    max_bytes: int = 2**31,
-    max_pixels: int = 10**9,
-    max_side: int | None = None,
+    source: bytes | str | Path, max_bytes: int = 2**31, max_pixels: int = 10**9
 ) -> Image.Image:
     """A whole image from bytes or a file path, RGB and oriented (training and the CLI use this)."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    return Source(data, max_bytes, max_pixels).decode(max_side)
+    return Source(data, max_bytes, max_pixels).decode()

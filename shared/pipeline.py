@@ -16,7 +16,7 @@ from . import faces as facelib
 from .align import face_quad, points_from_landmarks
 from .errors import Busy, NoFace
 from .fetch import fetch_image
-from .images import Source
+from .images import Source, fit_within
 from .model import Model, to_input
 from .settings import Settings
 
@@ -44,9 +44,11 @@ def needed_scale(face: facelib.Face, align_size: int) -> float:
 
 
 def locate_faces(src: Source, size: int, watch: Stopwatch) -> list[facelib.AlignedFace]:
-    """Detect on a small decode; align each face from a decode as large as alignment needs."""
-    small = src.decode(max_side=facelib.DETECT_SIDE)
+    """Detect on a small copy; align each face from a decode as large as alignment needs (the
+    first, reduced JPEG decode usually is)."""
+    decoded = src.decode(min_side=facelib.DETECT_SIDE)
     watch.lap("decode")
+    small = fit_within(decoded, facelib.DETECT_SIDE)
     found = facelib.find_faces(small)
     watch.lap("detect")
     if not found:
@@ -55,11 +57,11 @@ def locate_faces(src: Source, size: int, watch: Stopwatch) -> list[facelib.Align
     # Faces in full-resolution coordinates, so boxes refer to the photo as uploaded.
     found = [f.scaled(full_w / small.width) for f in found]
     scale = max(needed_scale(f, size) for f in found)
-    if scale * full_w > small.width * 1.01:
-        big = src.decode(max_side=math.ceil(max(src.size) * scale))
+    if scale * full_w > decoded.width * 1.01:
+        big = src.decode(min_side=math.ceil(max(src.size) * scale))
         watch.lap("decode")
     else:
-        big = small
+        big = decoded
     k = big.width / full_w
     aligned = [
         facelib.AlignedFace(f.box, f.landmarks, f.score, facelib.align(big, f.scaled(k), size))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from shared.errors import BadRequest, NotAnImage, TooLarge
-from shared.images import Source, load_image
+from shared.images import Source, fit_within, load_image
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -83,16 +83,16 @@ def test_caps_refuse_before_decoding():
         Source(b"x" * 2000, 1000, 10**8)
 
 
-def test_large_jpeg_decodes_in_draft_mode(monkeypatch):
-    import shared.images
-
-    opened = []
-    real_open = Image.open
-    monkeypatch.setattr(
-        shared.images.Image, "open", lambda f: opened.append(real_open(f)) or opened[-1]
-    )
+def test_large_jpeg_decodes_in_draft_mode():
     src = Source(encode(Image.new("RGB", (4000, 3000), "white"), "JPEG"), 10**8, 10**8)
-    small = src.decode(max_side=1024)
-    assert max(small.size) == 1024
-    # JPEG draft mode decoded at 1/2 scale: the 4000-wide image was never materialised.
-    assert opened[-1].size == (2000, 1500)
+    # The smallest JPEG scale (1/2 here) whose longer side still reaches 1024: the 4000-wide
+    # image is never materialised. PNG has no such scales and decodes whole.
+    assert src.decode(min_side=1024).size == (2000, 1500)
+    assert src.decode(min_side=600).size == (1000, 750)
+    assert src.decode().size == (4000, 3000)
+
+
+def test_fit_within():
+    img = Image.new("RGB", (2000, 1500))
+    assert fit_within(img, 1024).size == (1024, 768)
+    assert fit_within(img, 4000) is img

@@ -32,7 +32,7 @@ def test_boxes_are_in_the_uploaded_photos_pixels(astronaut, monkeypatch):
     sides = []
     real = Source.decode
     monkeypatch.setattr(
-        Source, "decode", lambda self, max_side=None: sides.append(max_side) or real(self, max_side)
+        Source, "decode", lambda self, min_side=None: sides.append(min_side) or real(self, min_side)
     )
     face = locate_faces(src, 256, Stopwatch())[0]
     # Landmarks land on the same spots of the face, in the big photo's pixels (±3 px at 512²).

@@ -1,0 +1,212 @@
+"""Serving benchmark: this app against the paper's way of serving, measured in one run.
+
+The paper's app loaded the Keras model with TensorFlow on every request and fed it the whole
+photo resized to 128² gray (no detection, no alignment). This app detects and aligns each face
+and runs the exported LiteRT model, loaded once. Both run a VGG-10 at 128² gray (weights do not
+change the timings, so a freshly built one is used and the comparison needs no trained model).
+
+Prints warm latency p50/p95 by photo size and by stage, cold start, peak RSS, the model-only
+time, and the ratios against the issue's goals.
+
+    .venv/bin/python bench/serving.py [--requests 20] [--baseline-requests 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tests.conftest import LocalHost  # noqa: E402  (the same launcher the tests use)
+
+SIZES = {"0.25 MP": (512, 512), "1 MP": (1152, 864), "12 MP": (4000, 3000)}
+
+
+def photo(size: tuple[int, int]) -> bytes:
+    """The astronaut's portrait filling the height of a white canvas of `size`, as a JPEG."""
+    from skimage import data
+
+    w, h = size
+    face = Image.fromarray(data.astronaut()).resize((h, h), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", size, "white")
+    canvas.paste(face, ((w - h) // 2, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def build_models(tmp: Path) -> tuple[Path, Path]:
+    import keras
+
+    from shared.model import ModelSpec
+    from training.export import export_keras
+    from training.models import vgg10
+
+    keras.utils.set_random_seed(0)
+    model = vgg10((128, 128, 1))
+    keras_path = tmp / "vgg10.keras"
+    model.save(keras_path)
+    spec = ModelSpec(name="vgg10-bench", version="0", size=128, color="gray")
+    export_keras(
+        model,
+        tmp / "litert",
+        spec,
+        check=np.random.default_rng(0).random((2, 128, 128, 1), dtype=np.float32),
+    )
+    return keras_path, tmp / "litert"
+
+
+def paper_predict(keras_path: Path, data: bytes) -> float:
+    """The paper's serving: load the model per request, the whole photo to 128² gray."""
+    import keras
+
+    model = keras.models.load_model(keras_path)
+    img = Image.open(io.BytesIO(data)).convert("L").resize((128, 128))
+    x = np.asarray(img, dtype=np.float32)[None, ..., None] / 255.0
+    return float(model.predict(x, verbose=0)[0, 0])
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed_subprocess(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20, help="warm requests per photo size")
+    parser.add_argument(
+        "--baseline-requests",
+        type=int,
+        default=5,
+        help="requests per size for the paper's approach (each loads the model)",
+    )
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    keras_path, model_dir = build_models(tmp)
+    photos = {name: photo(size) for name, size in SIZES.items()}
+
+    # Model-only: LiteRT on one aligned input.
+    from shared.model import Model
+
+    model = Model(model_dir)
+    x = np.random.default_rng(0).random((1, 128, 128, 1), dtype=np.float32)
+    model_ms = []
+    for _ in range(200):
+        t = time.perf_counter()
+        model.predict(x)
+        model_ms.append((time.perf_counter() - t) * 1000)
+    model_p50 = statistics.median(model_ms)
+
+    # Cold start: a new process until its first answer.
+    start = time.perf_counter()
+    host = LocalHost(model_dir, tmp / "host.log")
+    first = requests.post(
+        host.url + "/api/predict",
+        data=photos["0.25 MP"],
+        headers={"content-type": "image/jpeg"},
+        timeout=60,
+    )
+    cold = time.perf_counter() - start
+    assert first.status_code == 200, first.text
+
+    print(f"# Serving benchmark ({os.cpu_count()} CPUs, {args.requests} warm requests per size)\n")
+    print("| photo | p50 ms | p95 ms | decode | detect | align | predict | paper p50 ms | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ratios = {}
+    for name, data in photos.items():
+        wall, stages = [], []
+        for _ in range(args.requests):
+            t = time.perf_counter()
+            resp = requests.post(
+                host.url + "/api/predict",
+                data=data,
+                headers={"content-type": "image/jpeg"},
+                timeout=60,
+            )
+            wall.append((time.perf_counter() - t) * 1000)
+            assert resp.status_code == 200, resp.text
+            stages.append(resp.json()["timings_ms"])
+        paper = []
+        for _ in range(args.baseline_requests):
+            t = time.perf_counter()
+            paper_predict(keras_path, data)
+            paper.append((time.perf_counter() - t) * 1000)
+        med = {
+            k: statistics.median(s.get(k, 0.0) for s in stages)
+            for k in ("decode", "detect", "align", "predict")
+        }
+        ratios[name] = statistics.median(wall) / statistics.median(paper)
+        print(
+            f"| {name} | {statistics.median(wall):.1f} | {pct(wall, 95):.1f} | "
+            f"{med['decode']:.1f} | {med['detect']:.1f} | {med['align']:.1f} | "
+            f"{med['predict']:.1f} | {statistics.median(paper):.0f} | {ratios[name]:.3f} |"
+        )
+    rss = peak_rss_mb(host.proc.pid)
+    host.stop()
+
+    tf_import = statistics.median(timed_subprocess("import tensorflow") for _ in range(3))
+    paper_cold = timed_subprocess(
+        "import sys; sys.path.insert(0, '.'); from bench.serving import paper_predict, photo; "
+        f"paper_predict('{keras_path}', photo((512, 512)))"
+    )
+    warm_025 = ratios["0.25 MP"]
+    print(f"\nmodel only (LiteRT, 1 face): p50 {model_p50:.1f} ms")
+    print(
+        f"cold start, new process -> first answer: {cold:.2f} s "
+        f"(paper's: {paper_cold:.2f} s; TensorFlow import alone: {tf_import:.2f} s; "
+        f"ratio to TF import {cold / tf_import:.2f})"
+    )
+    print(f"peak RSS of the serving process (all sizes up to 12 MP): {rss:.0f} MB")
+    print("\nGoals:")
+    worst = max(ratios.values())
+    verdict = "met" if worst <= 0.1 else "NOT met"
+    print(f"- warm <= 0.1x the paper's: worst ratio {worst:.3f} -> {verdict}")
+    print(
+        f"- cold start <= 0.3x a TensorFlow import: {cold / tf_import:.2f} -> "
+        f"{'met' if cold / tf_import <= 0.3 else 'NOT met'}"
+    )
+    print(f"- peak RSS <= 400 MB: {rss:.0f} -> {'met' if rss <= 400 else 'NOT met'}")
+    e2e = statistics.median(s["predict"] for s in stages)
+    print(
+        f"- warm within 2x model-only: 0.25 MP ratio {warm_025:.3f} of paper; end-to-end is "
+        f"dominated by detection, see the stage columns (model {model_p50:.1f} ms, "
+        f"served predict {e2e:.1f} ms)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
