@@ -178,3 +178,16 @@ describe('App', () => {
     expect(app.findAll('.face-box')).toHaveLength(2)
   })
 })
+
+describe('App when the model is down', () => {
+  it('says so in the model line instead of the model details', async () => {
+    server.fetchMock.mockImplementation(() =>
+      Promise.resolve(json(503, { status: 'unavailable', error: { code: 'model_unavailable', message: 'x' } })),
+    )
+    const app = mount(App)
+    await flushPromises()
+    const note = app.find('.model-note').text()
+    expect(note).toContain('The model is not available right now.')
+    expect(note).toContain('can be wrong')
+  })
+})
