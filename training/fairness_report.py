@@ -202,11 +202,12 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
         "no prediction (e.g. no face found).",
         "",
     ]
-    head = ["Definition", "Group", "n", "errors", "TP", "FP", "TN", "FN", "Selection",
+    head = ["Definition", "Group", "n", "no prediction", "TP", "FP", "TN", "FN", "Selection",
             "TPR", "FPR", "Real called fake", "Fake called real"]  # fmt: skip
     body = [
         [
-            g["definition"], g["group"], g["n"], g["errors"], g["tp"], g["fp"], g["tn"], g["fn"],
+            g["definition"], g["group"], g["n"], f"{g['errors']} ({g['error_rate']:.1%})",
+            g["tp"], g["fp"], g["tn"], g["fn"],
             *(_ci(g[r], g[f"{r}_lo"], g[f"{r}_hi"]) for r in RATES),
         ]
         for g in groups
