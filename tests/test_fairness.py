@@ -210,3 +210,17 @@ def test_bad_input_is_one_clear_sentence(tmp_path, capsys):
     assert cli("--predictions", ok, "--labels", labels, "--out", tmp_path / "o",
                "--group", "race") == 2  # fmt: skip
     assert "column=value" in capsys.readouterr().err
+
+
+def test_entry_point_help_explains():
+    """The command is registered in `python -m training` and its --help says what it writes."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "training", "fairness", "--help"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    for word in ("disparate impact", "--predictions", "--labels", "--resamples", "fairness.tex"):
+        assert word in res.stdout
