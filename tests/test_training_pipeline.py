@@ -29,8 +29,17 @@ def folder(tmp_path_factory):
         rel = f"{label}/{i}.png"
         (root / label).mkdir(exist_ok=True)
         Image.fromarray(img).save(root / rel)
-        rows.append({"source": rel, "output": rel, "split": "train", "label": label,
-                     "dataset": "t", "faces": "1", "status": "ok"})
+        rows.append(
+            {
+                "source": rel,
+                "output": rel,
+                "split": "train",
+                "label": label,
+                "dataset": "t",
+                "faces": "1",
+                "status": "ok",
+            }
+        )
     with (root / "manifest.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
         w.writeheader()
@@ -38,8 +47,10 @@ def folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize(("size", "color", "scale", "offset"),
-                         [(128, "gray", 1 / 255, 0.0), (96, "rgb", 1 / 127.5, -1.0)])
+@pytest.mark.parametrize(
+    ("size", "color", "scale", "offset"),
+    [(128, "gray", 1 / 255, 0.0), (96, "rgb", 1 / 127.5, -1.0)],
+)
 def test_unaugmented_batches_equal_serving_inputs(folder, size, color, scale, offset):
     spec = ModelSpec(name="t", version="0", size=size, color=color, scale=scale, offset=offset)
     prepared = read_prepared(folder)
@@ -62,13 +73,18 @@ def test_augmentations_change_pixels_deterministically(folder):
     plain = next(iter(make_dataset(split.images, split.labels, spec, 12, shuffle_seed=3)))[0]
 
     def batch(aug, epoch=0):
-        ds = make_dataset(split.images, split.labels, spec, 12, shuffle_seed=3, epoch=epoch,
-                          augment=aug)
+        ds = make_dataset(
+            split.images, split.labels, spec, 12, shuffle_seed=3, epoch=epoch, augment=aug
+        )
         return next(iter(ds))[0].numpy()
 
-    for aug in (Augment(True, 0, 0, 0, 0), Augment(False, 20, 0, 0, 0),
-                Augment(False, 0, 20, 0, 0), Augment(False, 0, 0, 1.0, 0),
-                Augment(False, 0, 0, 0, 1.0)):
+    for aug in (
+        Augment(True, 0, 0, 0, 0),
+        Augment(False, 20, 0, 0, 0),
+        Augment(False, 0, 20, 0, 0),
+        Augment(False, 0, 0, 1.0, 0),
+        Augment(False, 0, 0, 0, 1.0),
+    ):
         out = batch(aug)
         assert out.shape == plain.shape and np.isfinite(out).all()
         assert out.min() >= -0.05 and out.max() <= 1.05, aug
@@ -114,3 +130,49 @@ def test_vgg10_is_the_papers_layout():
     assert dense == [128, 1] and model.layers[-1].activation.__name__ == "sigmoid"
     assert kinds.count("BatchNormalization") == 8 and kinds.count("MaxPooling2D") == 3
     assert "Dropout" in kinds and "Flatten" in kinds
+
+
+def test_several_prepared_folders_combine(folder, tmp_path):
+    """140k + FairFace style: two folders pooled into one split, labels kept per row."""
+    other = tmp_path / "reals"
+    (other / "real").mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        Image.fromarray(np.full((256, 256, 3), 40 * i, np.uint8)).save(other / f"real/{i}.png")
+        rows.append(
+            {
+                "source": f"real/{i}.jpg",
+                "output": f"real/{i}.png",
+                "split": "train",
+                "label": "real",
+                "dataset": "fairface",
+                "faces": "1",
+                "status": "ok",
+            }
+        )
+    rows.append(
+        {
+            "source": "real/x.jpg",
+            "output": "",
+            "split": "train",
+            "label": "real",
+            "dataset": "fairface",
+            "faces": "0",
+            "status": "no_face",
+        }
+    )
+    with (other / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    both = load_split(
+        [read_prepared(folder), read_prepared(other)], "train", 32, "gray", workers=1, quiet=True
+    )
+    assert both.counts() == {"fake": 6, "real": 9}  # the no-face row is left out
+    assert len(both.images) == 15 and both.images.shape[1:] == (32, 32, 1)
+    assert [r["dataset"] for r in both.rows[-3:]] == ["fairface"] * 3
+    assert both.images[-1].min() == both.images[-1].max() == 80  # the grey square, unchanged
+    from training.pipeline import class_weights
+
+    w = class_weights(both.labels)
+    assert w["fake"] * 6 == pytest.approx(w["real"] * 9)  # each class carries half the loss

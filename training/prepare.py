@@ -223,6 +223,10 @@ def prepare(
         "workers": workers,
         "images_per_second": round(len(todo) / elapsed, 2) if todo and elapsed else None,
         "contact_sheets": sheets,
+        # Unreadable files are skipped, never silently: name the first few.
+        "unreadable": [
+            f"{r['source']}: {r['error']}" for r in rows if r["status"] not in ("ok", "no_face")
+        ][:10],
     }
     name = "prepare.json" if shard is None else f"prepare-{shard[0]}-of-{shard[1]}.json"
     (out / name).write_text(json.dumps(summary, indent=2) + "\n")
@@ -309,6 +313,8 @@ def run(args) -> int:
             else "; nothing left to do"
         )
     )
+    for line in summary["unreadable"]:
+        print(f"  skipped {src / line}")
     for sheet in summary["contact_sheets"].values():
         print(f"  contact sheet: {out / sheet}")
     return 0

@@ -241,7 +241,12 @@ def train(
         )
         t0 = time.perf_counter()
         fit = model.fit(
-            train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=verbose
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            shuffle=False,
+            verbose=verbose,  # the dataset is already shuffled, per epoch
         )
         seconds = time.perf_counter() - t0
         logs = {k: v[-1] for k, v in fit.history.items()}
