@@ -119,6 +119,13 @@ def test_model_zoo_builds_for_any_size_and_colour(name):
     assert p.shape == (2, 1) and ((p >= 0) & (p <= 1)).all()
 
 
+def test_cli_offers_exactly_the_zoo():
+    from training.models import MODELS
+    from training.train import MODEL_NAMES
+
+    assert tuple(MODELS) == MODEL_NAMES
+
+
 def test_vgg10_is_the_papers_layout():
     from training.models import build
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from .datasets import DataError, class_counts, read_prepared, usable
 from .pipeline import Augment, class_weights, load_split, make_dataset
 
+# training.models imports Keras (seconds); the CLI must not pay that for `--help` or `prepare`.
+MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121")
 NORMS = {"unit": (1 / 255, 0.0), "symmetric": (1 / 127.5, -1.0)}
 HISTORY_KEYS = [
     "epoch",
@@ -326,8 +328,6 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    from .models import MODELS
-
     p = sub.add_parser(
         "train",
         help="train a model on prepared data into a run folder",
@@ -342,7 +342,7 @@ def register(sub) -> None:
         metavar="DIR",
         help="a prepared folder; repeat to combine datasets (e.g. 140k + FairFace)",
     )
-    p.add_argument("--model", choices=sorted(MODELS), help="architecture (paper's best: vgg10)")
+    p.add_argument("--model", choices=MODEL_NAMES, help="architecture (paper's best: vgg10)")
     p.add_argument("--size", type=int, default=128, help="input side in pixels (128)")
     p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="colour mode (gray)")
     p.add_argument("--epochs", type=int, default=None, help="epochs in total (10)")
