@@ -115,6 +115,10 @@ def test_edge_cases_give_sentences_not_division_errors():
             "group 'Black' has no truly real images"
             in why_undefined(one, ("Non-Black", "Black"), "real", "fake")["aod"]
         )
+        # A small group judged all one way: the interval cannot show its spread; say so.
+        flat = Cells(np.array([[50, 0], [10, 0]]), np.array([[45, 0], [10, 0]]))
+        note = why_undefined(flat, ("Non-Child", "Age 0-2"), "real", "fake")["ci"]
+        assert "all 10 rows of 'Age 0-2' were judged real" in note and "0.300" in note
         # Privileged selection rate 0: DI's denominator.
         zero = Cells(np.array([[4, 4], [3, 5]]), np.array([[0, 0], [2, 2]]))
         assert np.isnan(zero.disparate_impact())

@@ -113,6 +113,20 @@ def why_undefined(cells: Cells, names: tuple[str, str], fav: str, unfav: str) ->
         notes["di"] = "DI undefined: " + "; ".join(di) + "."
     if aod:
         notes["aod"] = "AOD undefined: " + "; ".join(aod) + "."
+    flat = []
+    for s in present:
+        size, judged = int(n[s].sum()), int(k[s].sum())
+        if judged in (0, size):
+            # Resampling all-equal rows gives all-equal resamples; the rule of three gives the
+            # 95 % bound the bootstrap cannot.
+            said = fav if judged else unfav
+            flat.append(
+                f"all {size} rows of '{names[s]}' were judged {said}, so the bootstrap shows no "
+                f"spread for that group (95 % rule-of-three bound on the other outcome: "
+                f"{min(1.0, 3 / size):.3f})"
+            )
+    if flat:
+        notes["ci"] = "Interval understates uncertainty: " + "; ".join(flat) + "."
     return notes
 
 
