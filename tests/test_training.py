@@ -28,8 +28,14 @@ def need(path: Path) -> Path:
 
 
 def cli(*args: str, module: str = "training", check: bool = True):
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} {args[0]} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -56,11 +62,20 @@ def test_readers_count_the_shared_data():
 
     kind, recs = read_source(need(KAGGLE))
     assert kind == "140k"
-    by = {(s, c): sum(r.split == s and r.label == c for r in recs)
-          for s in ("train", "valid", "test") for c in ("real", "fake")}
+    by = {
+        (s, c): sum(r.split == s and r.label == c for r in recs)
+        for s in ("train", "valid", "test")
+        for c in ("real", "fake")
+    }
     # DATA.md's table; label 1 = real in the Kaggle CSVs.
-    assert by == {("train", "real"): 345, ("train", "fake"): 630, ("valid", "real"): 74,
-                  ("valid", "fake"): 135, ("test", "real"): 75, ("test", "fake"): 136}
+    assert by == {
+        ("train", "real"): 345,
+        ("train", "fake"): 630,
+        ("valid", "real"): 74,
+        ("valid", "fake"): 135,
+        ("test", "real"): 75,
+        ("test", "fake"): 136,
+    }
     assert all((KAGGLE / r.rel).is_file() for r in recs[:50])
 
     kind, recs = read_source(need(FAIRFACE))
@@ -80,16 +95,18 @@ def test_bad_csv_and_missing_folder_are_one_clear_sentence(tmp_path):
     assert proc.returncode == 2
     assert "train.csv: missing column(s) label" in proc.stderr and "Traceback" not in proc.stderr
 
-    (bad / "train.csv").write_text(",original_path,id,label,label_str,path\n"
-                                   "0,a,b,1,real,x.jpg\n1,a,c,7,real,y.jpg\n")
+    (bad / "train.csv").write_text(
+        ",original_path,id,label,label_str,path\n0,a,b,1,real,x.jpg\n1,a,c,7,real,y.jpg\n"
+    )
     proc = cli("prepare", bad, tmp_path / "out", check=False)
     assert "1 row(s) have a label other than 0 (fake) or 1 (real), first at line 3" in proc.stderr
 
     proc = cli("prepare", tmp_path / "nope", tmp_path / "out", check=False)
     assert proc.returncode == 2 and "nope: no such folder" in proc.stderr
 
-    proc = cli("train", "--data", need(KAGGLE), "--model", "vgg10", "--out", tmp_path / "r",
-               check=False)
+    proc = cli(
+        "train", "--data", need(KAGGLE), "--model", "vgg10", "--out", tmp_path / "r", check=False
+    )
     assert proc.returncode == 2 and "not a prepared dataset" in proc.stderr
     assert "python -m training prepare" in proc.stderr
 
@@ -153,10 +170,33 @@ def test_shards_split_the_work(tmp_path):
 @pytest.mark.slow
 def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
     run = tmp_path / "run"
-    cli("train", "--data", prepared, "--model", "vgg10", "--size", "32", "--color", "gray",
-        "--epochs", "2", "--out", run, "--batch-size", "8", "--quiet")
-    for name in ("config.json", "history.csv", "accuracy.png", "loss.png", "best.keras",
-                 "last.keras", "state.json"):
+    cli(
+        "train",
+        "--data",
+        prepared,
+        "--model",
+        "vgg10",
+        "--size",
+        "32",
+        "--color",
+        "gray",
+        "--epochs",
+        "2",
+        "--out",
+        run,
+        "--batch-size",
+        "8",
+        "--quiet",
+    )
+    for name in (
+        "config.json",
+        "history.csv",
+        "accuracy.png",
+        "loss.png",
+        "best.keras",
+        "last.keras",
+        "state.json",
+    ):
         assert (run / name).is_file(), name
     history = read_csv(run / "history.csv")
     assert [h["epoch"] for h in history] == ["1", "2"]
@@ -169,8 +209,19 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
     assert history == read_csv(run / "history.csv")[:2]
 
     keras_eval = tmp_path / "eval-keras"
-    cli("evaluate", "--model", run, "--data", prepared, "--split", "test", "--out", keras_eval,
-        "--by", "dataset")
+    cli(
+        "evaluate",
+        "--model",
+        run,
+        "--data",
+        prepared,
+        "--split",
+        "test",
+        "--out",
+        keras_eval,
+        "--by",
+        "dataset",
+    )
     for name in ("metrics.csv", "metrics.md", "metrics.tex", "predictions.csv", "roc_pr.png"):
         assert (keras_eval / name).is_file(), name
     preds = read_csv(keras_eval / "predictions.csv")
@@ -196,7 +247,7 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
     assert r"\begin{tabular}" in (keras_eval / "metrics.tex").read_text()
 
     model_dir = tmp_path / "model"
-    proc = cli("export", run, "--out", model_dir, "--name", "test-vgg10")
+    proc = cli("export", run, "--out", model_dir, "--name", "test-vgg10", "--threshold", "valid")
     assert "LiteRT equals Keras within 1e-5" in proc.stdout
     spec = json.loads((model_dir / "model.json").read_text())
     assert spec["input"] == {"size": 32, "color": "gray", "scale": 1 / 255, "offset": 0.0}
@@ -205,9 +256,16 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
 
     # The exported model scores the same images as the Keras checkpoint did.
     lite_eval = tmp_path / "eval-lite"
-    cli("evaluate", "--model", model_dir, "--data", prepared, "--split", "test", "--out",
-        lite_eval)
+    cli("evaluate", "--model", model_dir, "--data", prepared, "--split", "test", "--out", lite_eval)
     lite = {r["path"]: r for r in read_csv(lite_eval / "predictions.csv")}
+    cut = spec["threshold"]
+    assert 0 < cut < 1 and spec["metrics"]["valid"]["threshold"] == cut
+    assert all(
+        r["label"] == ("fake" if float(r["p_fake"]) >= cut else "real")
+        for r in lite.values()
+        if r["p_fake"]
+    )
+    assert float(read_csv(lite_eval / "metrics.csv")[0]["threshold"]) == cut
     for r in scored:
         assert abs(float(lite[r["path"]]["p_fake"]) - float(r["p_fake"])) <= 2e-5
 
@@ -244,14 +302,40 @@ def test_training_learns_a_learnable_fake(tmp_path):
         (root / label).mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / rel)
         split = "valid" if i % 5 == 0 else "train"
-        rows.append({"source": rel, "output": rel, "split": split, "label": label,
-                     "dataset": "synthetic", "faces": "1", "status": "ok"})
+        rows.append(
+            {
+                "source": rel,
+                "output": rel,
+                "split": split,
+                "label": label,
+                "dataset": "synthetic",
+                "faces": "1",
+                "status": "ok",
+            }
+        )
     with (root / "manifest.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
         writer.writeheader()
         writer.writerows(rows)
     run = tmp_path / "run"
-    cli("train", "--data", root, "--model", "baseline", "--size", "32", "--epochs", "4",
-        "--lr", "1e-3", "--batch-size", "16", "--out", run, "--quiet", "--no-augment")
+    cli(
+        "train",
+        "--data",
+        root,
+        "--model",
+        "baseline",
+        "--size",
+        "32",
+        "--epochs",
+        "4",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "16",
+        "--out",
+        run,
+        "--quiet",
+        "--no-augment",
+    )
     state = json.loads((run / "state.json").read_text())
     assert state["best_val_accuracy"] >= 0.85, state

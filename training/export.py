@@ -75,6 +75,41 @@ def check_inputs(
     return np.stack(batch)
 
 
+def _valid_threshold(model, cfg: dict) -> tuple[float, dict]:
+    """The P(fake) cut that maximises balanced accuracy on the run's validation split.
+
+    A small or short run can rank well (high AUC) yet sit off-centre; picking the cut on
+    validation data (never test) keeps serving's fake/real call balanced between classes."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from .datasets import read_prepared
+    from .pipeline import load_split
+
+    val = load_split(
+        [read_prepared(d) for d in cfg["data"]],
+        cfg.get("val_split", "valid"),
+        cfg["size"],
+        cfg["color"],
+        quiet=True,
+    )
+    x = np.asarray(val.images, np.float32) * np.float32(cfg["scale"]) + np.float32(cfg["offset"])
+    p = model.predict(x, batch_size=64, verbose=0)[:, 0]
+    y = val.labels.astype(int)
+    cuts = np.unique(p)
+    scores = [balanced_accuracy_score(y, (p >= t).astype(int)) for t in cuts]
+    best = float(cuts[int(np.argmax(scores))])
+    return best, {
+        "split": cfg.get("val_split", "valid"),
+        "n": len(y),
+        "threshold_rule": "maximises balanced accuracy on this split",
+        "threshold": best,
+        "balanced_accuracy": float(max(scores)),
+        "accuracy": float(((p >= best) == y).mean()),
+        "roc_auc": float(roc_auc_score(y, p)),
+        "accuracy_at_0.5": float(((p >= 0.5) == y).mean()),
+    }
+
+
 def _trained_on(cfg: dict) -> str:
     c = cfg["classes"]
     names = ", ".join(Path(d).name for d in cfg["data"])
@@ -90,7 +125,7 @@ def export_run(
     name: str = "",
     version: str = "",
     checkpoint: str = "best",
-    threshold: float = 0.5,
+    threshold: float | str = 0.5,
     check_data: list[str] | None = None,
     max_mb: float = 25.0,
     metrics_dir: Path | None = None,
@@ -139,8 +174,12 @@ def export_run(
             }
         },
     }
-    metrics_csv = (metrics_dir or run_dir / "eval") / "metrics.csv"
-    if metrics_csv.is_file():
+    if threshold == "valid":
+        threshold, extra["metrics"]["valid"] = _valid_threshold(model, cfg)
+    metrics_csv = metrics_dir / "metrics.csv" if metrics_dir else None
+    if metrics_csv is not None:
+        if not metrics_csv.is_file():
+            raise DataError(f"{metrics_csv}: no such file (--metrics takes an evaluate output).")
         import csv
 
         with metrics_csv.open(newline="") as fh:
@@ -151,7 +190,7 @@ def export_run(
             if v not in ("", "nan")
         }
     spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
-    spec = replace(spec, threshold=threshold, trained_on=_trained_on(cfg), extra=extra)
+    spec = replace(spec, threshold=float(threshold), trained_on=_trained_on(cfg), extra=extra)
     check = check_inputs(cfg, spec, data=check_data)
     served = export_keras(model, out, spec, check=check, atol=1e-5)
     mb = (out / spec.file).stat().st_size / 2**20
@@ -189,6 +228,18 @@ def run(args) -> int:
     return 0
 
 
+def _threshold(text: str) -> float | str:
+    if text == "valid":
+        return text
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise ValueError(text)
+    return value
+
+
+_threshold.__name__ = "threshold"  # argparse names the type in its error message
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "export",
@@ -211,15 +262,15 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=_threshold,
         default=0.5,
-        help="P(fake) at or above which serving says fake (0.5)",
+        help="P(fake) at or above which serving says fake: a number (0.5) or `valid`: the cut "
+        "that maximises balanced accuracy on the run's validation split",
     )
     p.add_argument(
         "--metrics",
         metavar="DIR",
-        help="an `evaluate` output whose overall row goes into model.json "
-        "(default RUN_DIR/eval if present)",
+        help="an `evaluate` output whose overall row (with its threshold) goes into model.json",
     )
     p.add_argument(
         "--check-data",
