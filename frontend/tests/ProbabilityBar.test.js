@@ -21,6 +21,14 @@ describe('ProbabilityBar', () => {
     expect(bar.find('.pbar-fill').classes()).toContain('is-fake')
   })
 
+  it('keeps the threshold label inside the card when the threshold is near an end', () => {
+    const align = (threshold) =>
+      mount(ProbabilityBar, { props: { p: 0.5, threshold } }).find('.pbar-threshold-label').classes()
+    expect(align(0.1)).toContain('align-start')
+    expect(align(0.5)).toContain('align-center')
+    expect(align(0.9)).toContain('align-end')
+  })
+
   it('keeps the bar inside its track for values out of range', () => {
     const bar = mount(ProbabilityBar, { props: { p: 1.7, threshold: -1 } })
     expect(bar.find('.pbar-fill').element.style.width).toBe('100.0%')
