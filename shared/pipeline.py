@@ -20,6 +20,8 @@ from .images import Source, fit_within
 from .model import Model, to_input
 from .settings import Settings
 
+PREVIEW_SIDE = 640
+
 
 class Stopwatch:
     def __init__(self):
@@ -43,9 +45,11 @@ def needed_scale(face: facelib.Face, align_size: int) -> float:
     return min(1.0, 2 * align_size / max(qsize, 1.0))
 
 
-def locate_faces(src: Source, size: int, watch: Stopwatch) -> list[facelib.AlignedFace]:
+def locate_faces(
+    src: Source, size: int, watch: Stopwatch
+) -> tuple[Image.Image, list[facelib.AlignedFace]]:
     """Detect on a small copy; align each face from a decode as large as alignment needs (the
-    first, reduced JPEG decode usually is)."""
+    first, reduced JPEG decode usually is). Returns the small copy too."""
     decoded = src.decode(min_side=facelib.DETECT_SIDE)
     watch.lap("decode")
     small = fit_within(decoded, facelib.DETECT_SIDE)
@@ -68,13 +72,13 @@ def locate_faces(src: Source, size: int, watch: Stopwatch) -> list[facelib.Align
         for f in found
     ]
     watch.lap("align")
-    return aligned
+    return small, aligned
 
 
-def png_data_url(arr: np.ndarray) -> str:
+def data_url(img: Image.Image, fmt: str = "PNG") -> str:
     buf = io.BytesIO()
-    Image.fromarray(arr.squeeze()).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    img.save(buf, format=fmt, optimize=True, **({"quality": 80} if fmt == "JPEG" else {}))
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def analyze(
@@ -83,12 +87,15 @@ def analyze(
     settings: Settings,
     crops: bool = False,
     watch: Stopwatch | None = None,
+    preview: bool = False,
 ) -> dict:
-    """The JSON-ready answer for one image's bytes."""
+    """The JSON-ready answer for one image's bytes. `crops` adds what the model saw of each
+    face; `preview` a small JPEG of the photo (a page cannot show a URL's image itself under
+    its Content-Security-Policy)."""
     watch = watch or Stopwatch()
     spec = model.spec
     src = Source(data, settings.max_bytes, settings.max_pixels)
-    found = locate_faces(src, spec.align_size, watch)
+    small, found = locate_faces(src, spec.align_size, watch)
     inputs = np.stack([to_input(f.aligned, spec) for f in found])
     p_fake = model.predict(inputs)
     watch.lap("predict")
@@ -102,15 +109,18 @@ def analyze(
         }
         if crops:  # what the model saw, back in 8-bit pixels
             pixels = np.clip(np.rint((x - spec.offset) / spec.scale), 0, 255).astype(np.uint8)
-            item["crop"] = png_data_url(pixels)
+            item["crop"] = data_url(Image.fromarray(pixels.squeeze()))
         faces.append(item)
     worst = max(f["p_fake"] for f in faces)
+    image = {"width": src.size[0], "height": src.size[1]}
+    if preview:
+        image["preview"] = data_url(fit_within(small, PREVIEW_SIDE), "JPEG")
     return {
         "verdict": model.label(worst),
         "p_fake": worst,
         "threshold": spec.threshold,
         "faces": faces,
-        "image": {"width": src.size[0], "height": src.size[1]},
+        "image": image,
         "model": {"name": spec.name, "version": spec.version},
         "timings_ms": watch.total(),
     }
@@ -126,7 +136,7 @@ def analyze_url(url: str, model: Model, settings: Settings, crops: bool = False)
         settings.allow_loopback_urls,
     )
     watch.lap("fetch")
-    return analyze(data, model, settings, crops, watch)
+    return analyze(data, model, settings, crops, watch, preview=crops)
 
 
 class Gate:

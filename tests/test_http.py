@@ -112,6 +112,9 @@ def test_image_url(live_host_loopback, image_server, images):
     resp = post(live_host_loopback, json={"url": url})
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["faces"]) == 1 and "fetch" in resp.json()["timings_ms"]
+    assert "preview" not in resp.json()["image"]
+    with_crops = post(live_host_loopback, json={"url": url}, params={"crops": "1"}).json()
+    assert with_crops["image"]["preview"].startswith("data:image/jpeg;base64,")
 
 
 def test_loopback_urls_are_refused_by_default(live_host, image_server, images):

@@ -26,7 +26,7 @@ def astronaut() -> Image.Image:
 
 
 def test_boxes_are_in_the_uploaded_photos_pixels(astronaut, monkeypatch):
-    small = locate_faces(Source(jpeg(astronaut), 10**9, 10**9), 256, Stopwatch())[0]
+    small = locate_faces(Source(jpeg(astronaut), 10**9, 10**9), 256, Stopwatch())[1][0]
     big = astronaut.resize((4096, 4096), Image.Resampling.BICUBIC)  # 16.8 MP
     src = Source(jpeg(big), 10**9, 10**9)
     sides = []
@@ -34,7 +34,7 @@ def test_boxes_are_in_the_uploaded_photos_pixels(astronaut, monkeypatch):
     monkeypatch.setattr(
         Source, "decode", lambda self, min_side=None: sides.append(min_side) or real(self, min_side)
     )
-    face = locate_faces(src, 256, Stopwatch())[0]
+    face = locate_faces(src, 256, Stopwatch())[1][0]
     # Landmarks land on the same spots of the face, in the big photo's pixels (±3 px at 512²).
     eyes = slice(36, 48)
     assert np.abs(face.landmarks[eyes] - 8 * small.landmarks[eyes]).mean() <= 8 * 3
@@ -49,8 +49,8 @@ def test_exif_rotated_upload_reports_boxes_in_the_displayed_orientation(astronau
     exif = Image.Exif()
     exif[0x0112] = 8  # stored rotated; displays after a 90° turn
     stored = astronaut.transpose(Image.Transpose.ROTATE_270)
-    face = locate_faces(Source(jpeg(stored, exif=exif), 10**9, 10**9), 256, Stopwatch())[0]
-    upright = locate_faces(Source(jpeg(astronaut), 10**9, 10**9), 256, Stopwatch())[0]
+    face = locate_faces(Source(jpeg(stored, exif=exif), 10**9, 10**9), 256, Stopwatch())[1][0]
+    upright = locate_faces(Source(jpeg(astronaut), 10**9, 10**9), 256, Stopwatch())[1][0]
     for a, b in zip(face.box, upright.box, strict=True):
         assert abs(a - b) <= 6
 
@@ -64,6 +64,11 @@ def test_answer_shape(astronaut, tiny_model_dir):
     assert answer["model"] == {"name": "tiny-test", "version": "0.0.1"}
     assert set(answer["timings_ms"]) >= {"decode", "detect", "align", "predict", "total"}
     assert answer["image"] == {"width": 512, "height": 512}
+    big = Image.new("RGB", (2048, 1024), "white")
+    big.paste(astronaut.resize((1024, 1024)), (512, 0))
+    shown = analyze(jpeg(big), Model(tiny_model_dir), Settings.from_env(), preview=True)["image"]
+    assert shown["preview"].startswith("data:image/jpeg;base64,")
+    assert (shown["width"], shown["height"]) == (2048, 1024)
 
 
 def test_no_face_raises(tiny_model_dir):
