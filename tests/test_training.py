@@ -339,3 +339,22 @@ def test_training_learns_a_learnable_fake(tmp_path):
     )
     state = json.loads((run / "state.json").read_text())
     assert state["best_val_accuracy"] >= 0.85, state
+
+
+def test_alignment_drift_is_caught(prepared, tmp_path):
+    """Crops prepared by other alignment code than serving's are detected (export refuses)."""
+    from PIL import Image
+
+    from training.prepare import alignment_drift
+
+    worst, compared = alignment_drift(prepared, count=3)
+    assert worst == 0 and compared == 3  # prepare used serving's code: identical pixels
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared, copy)
+    for r in read_csv(copy / "manifest.csv"):
+        if r["status"] == "ok":
+            path = copy / r["output"]
+            img = np.asarray(Image.open(path)).astype(np.int16)
+            Image.fromarray(np.clip(img + 3, 0, 255).astype(np.uint8)).save(path)
+    worst, _ = alignment_drift(copy, count=3)
+    assert worst >= 3

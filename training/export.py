@@ -191,6 +191,15 @@ def export_run(
         }
     spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
     spec = replace(spec, threshold=float(threshold), trained_on=_trained_on(cfg), extra=extra)
+    from .prepare import alignment_drift
+
+    for folder in cfg["data"]:
+        drift = alignment_drift(Path(folder)) if Path(folder).is_dir() else None
+        if drift and drift[0] > 0:
+            raise DataError(
+                f"{folder} was aligned by other code than serving runs now (pixels differ by up "
+                f"to {drift[0]} on {drift[1]} re-aligned faces): re-run prepare, then train."
+            )
     check = check_inputs(cfg, spec, data=check_data)
     served = export_keras(model, out, spec, check=check, atol=1e-5)
     mb = (out / spec.file).stat().st_size / 2**20

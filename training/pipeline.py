@@ -48,10 +48,21 @@ def cached_pixels(
 ) -> np.ndarray:
     """uint8 (N, size, size, C) for `rows` of one prepared folder, from (or into) a cache file.
 
-    The cache is keyed by the exact list of files and the input size/colour, so a different
-    selection or a re-prepared folder never reuses stale pixels. Returned memory-mapped."""
+    The cache is keyed by the exact list of files (with their sizes and modification times) and
+    the input size/colour, so a different selection or a re-prepared folder never reuses stale
+    pixels. Returned memory-mapped."""
     outputs = [r["output"] for r in rows]
-    key = hashlib.sha1("\n".join([str(size), color, *outputs]).encode()).hexdigest()[:16]
+    # Keyed by each file's size and mtime too: a re-prepared folder never reuses old pixels.
+    stamps = []
+    for o in outputs:
+        try:
+            st = (prepared.root / o).stat()
+        except OSError as exc:
+            raise DataError(
+                f"{prepared.root / o}: aligned image missing ({exc.strerror}); re-run prepare."
+            ) from exc
+        stamps.append(f"{o}:{st.st_size}:{st.st_mtime_ns}")
+    key = hashlib.sha1("\n".join([str(size), color, *stamps]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir else prepared.root / "cache"
     path = folder / f"{size}-{color}-{key}.npy"
     if path.is_file():

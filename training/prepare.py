@@ -282,6 +282,46 @@ def _sheet(src: Path, rows: list[dict[str, str]], path: Path, title: str, tile: 
     sheet.save(path)
 
 
+def alignment_drift(root: Path, count: int = 8) -> tuple[int, int] | None:
+    """(largest pixel difference, faces compared) between a prepared folder's PNGs and what
+    serving's code aligns from the same sources now; None when that cannot be compared
+    (sources gone, or MTCNN alignment, which serving does not use).
+
+    A model must be trained on exactly the crops serving will feed it: any change to
+    shared/ alignment after `prepare` shows up here."""
+    import numpy as np
+    from PIL import Image
+
+    from shared.faces import detect_and_align
+    from shared.images import load_image
+
+    from .datasets import read_prepared
+
+    info = root / "prepare.json"
+    if not info.is_file():
+        return None
+    meta = json.loads(info.read_text())
+    src = Path(meta["source"])
+    if meta.get("detector") != "dlib" or not src.is_dir():
+        return None
+    rows = [r for r in read_prepared(root).rows if r["status"] == "ok"]
+    step = max(1, len(rows) // count)
+    worst, compared = 0, 0
+    for r in rows[::step][:count]:
+        try:
+            faces = detect_and_align(load_image(src / r["source"]), size=meta["align_size"])
+        except (OSError, ValueError):
+            continue
+        if not faces:
+            return 255, compared + 1  # serving finds no face where prepare found one
+        now = np.asarray(faces[0].aligned.convert("RGB"), np.int16)
+        with Image.open(root / r["output"]) as img:
+            then = np.asarray(img.convert("RGB"), np.int16)
+        worst = max(worst, int(np.abs(now - then).max()))
+        compared += 1
+    return (worst, compared) if compared else None
+
+
 def run(args) -> int:
     src, out = Path(args.src), Path(args.out)
     try:

@@ -149,6 +149,17 @@ def train(
 
     prepared = [read_prepared(d) for d in cfg["data"]]
     cfg["align_size"] = _align_size(prepared)
+    from .prepare import alignment_drift
+
+    for p in prepared:
+        drift = alignment_drift(p.root)
+        if drift and drift[0] > 0:
+            # export refuses such a run; say so now rather than after hours of training
+            print(
+                f"warning: {p.root} was aligned by other code than serving runs now "
+                f"(up to {drift[0]} levels apart on {drift[1]} faces); re-run prepare.",
+                file=sys.stderr,
+            )
     spec = spec_from_config(cfg)
     load = dict(
         size=cfg["size"],
