@@ -6,7 +6,7 @@ PORT    ?= 7071
 MODEL   ?= models/default
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model bench clean help
+.PHONY: serve test lint pytest frontend-test model fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,11 @@ frontend-test: frontend/node_modules/.package-lock.json
 	cd frontend && npm test
 
 test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest incl. Chromium)
+
+fairness: $(VENV)/.test  ## audit $(MODEL) on FairFace val: DI, AOD, 95 % CIs -> runs/fairness
+	$(BIN)/python -m shared predict ../shared/data/fairface/val --model $(MODEL) --csv runs/fairface-val.csv
+	$(BIN)/python -m training fairness --predictions runs/fairface-val.csv \
+		--labels ../shared/data/fairface --out runs/fairness
 
 bench: $(VENV)/.test  ## serving benchmark against the paper's approach
 	$(BIN)/python bench/serving.py
