@@ -58,6 +58,8 @@ def predict(paths: list[Path], model_dir: Path | None, csv_path: Path | None) ->
         print(f"error: {missing[0]} does not exist.", file=sys.stderr)
         return 2
     files = list(image_paths(paths))
+    if csv_path:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(csv_path, "w", newline="") if csv_path else sys.stdout  # noqa: SIM115
     try:
         writer = csv.DictWriter(out, fieldnames=COLUMNS, restval="")

@@ -27,7 +27,7 @@ def test_predict_writes_one_row_per_face_and_one_per_failure(tmp_path, images, t
     (folder / "sub" / "cat.jpg").write_bytes(images["chelsea"])
     (folder / "broken.png").write_bytes(b"not a png at all")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
-    out = tmp_path / "out.csv"
+    out = tmp_path / "new" / "out.csv"  # folders of --csv are created
     done = run("predict", str(folder), "--model", str(tiny_model_dir), "--csv", str(out))
     assert done.returncode == 0, done.stderr
     with out.open() as f:
