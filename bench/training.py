@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,9 +28,14 @@ def ours(data: Path, size: int, color: str, batch: int):
     from training.pipeline import Augment, load_split, make_dataset
 
     spec = ModelSpec(name="bench", version="0", size=size, color=color)
-    t0 = time.perf_counter()
-    split = load_split([read_prepared(data)], "train", size, color, quiet=True)
-    cache_s = time.perf_counter() - t0
+    # A fresh cache folder: the figure is the one-off cold decode, not a reused cache.
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        split = load_split(
+            [read_prepared(data)], "train", size, color, cache_dir=Path(cache), quiet=True
+        )
+        cache_s = time.perf_counter() - t0
+        split.images = np.array(split.images)  # off the temporary file, into memory
     aug = Augment(flip=True, rotation=10, shear=10, jpeg=0.0, blur=0.0)  # the paper's three
 
     def make(epoch: int):
@@ -121,7 +128,7 @@ def main() -> int:
     ap.add_argument("--color", choices=["gray", "rgb"], default="gray")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=20, help="batches timed per loader (20)")
-    ap.add_argument("--train-steps", type=int, default=6, help="training steps timed (6)")
+    ap.add_argument("--train-steps", type=int, default=10, help="training steps timed (10)")
     ap.add_argument("--prepare-images", type=int, default=48, help="images to align (48)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -155,7 +162,10 @@ def main() -> int:
     r["prepare_1_core"] = prepare_rate(args.src, args.prepare_images, 1)
     r[f"prepare_{cores}_cores"] = prepare_rate(args.src, args.prepare_images, cores)
 
-    print(f"decoded cache built once: {n} images in {cache_s:.1f} s (0 s on later runs: reused)")
+    print(
+        f"decoded cache, built once per folder and size (all cores): {n} images in "
+        f"{cache_s:.1f} s = {n / cache_s:.0f} img/s; reused by later epochs and runs"
+    )
     print(f"{'':34}{'img/s':>10}")
     print(f"{'input only, tf.data (ours)':34}{r['tfdata_loader']:>10.1f}")
     print(
