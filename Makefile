@@ -45,13 +45,29 @@ frontend-test: frontend/node_modules/.package-lock.json
 
 test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest incl. Chromium)
 
+model: $(VENV)/.test  ## retrain models/default from ../shared/data (about 20-30 min on 2 cores)
+	$(BIN)/python -m training prepare ../shared/data/real-vs-fake runs/aligned-140k
+	rm -rf runs/default
+	$(BIN)/python -m training train --data runs/aligned-140k --model vgg10 --size 128 \
+		--color gray --epochs 20 --out runs/default
+	$(BIN)/python -m training export runs/default --out models/default --name vgg10-gray128 \
+		--threshold valid
+	$(BIN)/python -m training evaluate --model models/default --data runs/aligned-140k \
+		--split test --out models/default/eval
+	rm -f models/default/eval/predictions.csv
+	mkdir -p models/default/training
+	cp runs/default/history.csv runs/default/accuracy.png runs/default/loss.png \
+		runs/default/config.json models/default/training/
+
 fairness: $(VENV)/.test  ## audit $(MODEL) on FairFace val: DI, AOD, 95 % CIs -> runs/fairness
 	$(BIN)/python -m shared predict ../shared/data/fairface/val --model $(MODEL) --csv runs/fairface-val.csv
 	$(BIN)/python -m training fairness --predictions runs/fairface-val.csv \
 		--labels ../shared/data/fairface --out runs/fairness
 
-bench: $(VENV)/.test  ## serving benchmark against the paper's approach
+bench: $(VENV)/.test  ## serving and training benchmarks, each against the paper's way
 	$(BIN)/python bench/serving.py
+	$(BIN)/python -m training prepare ../shared/data/real-vs-fake runs/aligned-140k
+	$(BIN)/python bench/training.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/dist test-output
