@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DataError, read_prepared
+from shared.cli import COLUMNS
 
-PREDICT_FIELDS = ["path", "face", "x", "y", "w", "h", "p_fake", "label", "error"]
+from .datasets import MANIFEST_FIELDS, DataError, read_prepared
+
+# The columns of `python -m shared predict`, so both CSVs feed the fairness audit alike.
+PREDICT_FIELDS = COLUMNS
 METRIC_FIELDS = [
     "group",
     "n",
@@ -101,20 +104,7 @@ def write_tables(table: list[dict], out: Path, title: str, notes: list[str]) -> 
         writer = csv.DictWriter(fh, METRIC_FIELDS)
         writer.writeheader()
         writer.writerows([{k: r[k] for k in METRIC_FIELDS} for r in table])
-    cols = [
-        "group",
-        "n",
-        "accuracy",
-        "f1",
-        "precision",
-        "recall",
-        "roc_auc",
-        "average_precision",
-        "tp",
-        "fp",
-        "fn",
-        "tn",
-    ]
+    cols = [c for c in METRIC_FIELDS if c not in ("positive", "threshold")]
     head = [
         "Group",
         "N",
@@ -231,26 +221,7 @@ def evaluate(
         info = p.root / "prepare.json"
         src = Path(json.loads(info.read_text())["source"]) if info.is_file() else p.root
         extra = [k for k in (p.rows[0] if p.rows else {}) if k not in attr_keys]
-        attr_keys += [
-            k
-            for k in extra
-            if k
-            not in (
-                "source",
-                "output",
-                "split",
-                "label",
-                "dataset",
-                "faces",
-                "status",
-                "error",
-                "x",
-                "y",
-                "w",
-                "h",
-                "score",
-            )
-        ]
+        attr_keys += [k for k in extra if k not in MANIFEST_FIELDS]
         for r in p.rows:
             if split in (None, "all") or r["split"] == split:
                 rows.append((src, p.root, r))
