@@ -33,7 +33,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return reply(*api.health())
 
 
-@app.route(route="{*path}", methods=["GET"])
+@app.route(route="{*path}", methods=["GET", "HEAD"])
 def page(req: func.HttpRequest) -> func.HttpResponse:
     status, headers, body = api.static_file(req.route_params.get("path") or "")
     return func.HttpResponse(body, status_code=status, headers={**api.SECURITY_HEADERS, **headers})

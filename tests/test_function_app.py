@@ -25,7 +25,7 @@ def registered() -> set[tuple[str, str, str]]:
 
 def documented() -> set[tuple[str, str, str]]:
     readme = (ROOT / "README.md").read_text()
-    rows = re.findall(r"^\| (GET|POST) \| `(/[^`]*)` \| `(\w+)` \|", readme, re.M)
+    rows = re.findall(r"^\| (GET|POST|HEAD) \| `(/[^`]*)` \| `(\w+)` \|", readme, re.M)
     return set(rows)
 
 
@@ -37,6 +37,7 @@ def test_functions_routes_and_methods_match_the_readme():
             ("POST", "/api/predict", "predict"),
             ("GET", "/api/health", "health"),
             ("GET", "/{*path}", "page"),
+            ("HEAD", "/{*path}", "page"),
         }
     )
 

@@ -168,6 +168,13 @@ def test_unknown_api_route_and_method(live_host):
     assert requests.delete(live_host + "/api/predict", timeout=5).status_code == 405
 
 
+def test_head_of_the_page(live_host):
+    get = requests.get(live_host + "/", timeout=5)
+    head = requests.head(live_host + "/", timeout=5)
+    assert head.status_code == get.status_code and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
 def test_page_or_a_clear_note(live_host):
     resp = requests.get(live_host + "/", timeout=5)
     assert resp.headers["content-security-policy"]
