@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 from .errors import FetchFailed, FetchTimeout, NotAnImage, TooLarge, UrlNotAllowed
 
@@ -133,21 +135,21 @@ def fetch_image(
         else:
             raise FetchFailed(f"The URL redirected more than {MAX_REDIRECTS} times.")
         with resp:
-            return _read_image_body(resp, max_bytes)
-    except (TimeoutError, requests.Timeout) as exc:
-        raise FetchTimeout("The image URL did not answer in time.") from exc
+            return _read_image_body(resp, max_bytes, time.monotonic() + read_timeout)
     except requests.RequestException as exc:
-        cause = exc.__context__ or exc
-        while cause is not None:  # the address check can surface wrapped by urllib3
-            if isinstance(cause, UrlNotAllowed | FetchFailed):
-                raise cause from None
-            cause = cause.__context__
+        # requests reports a read timeout while streaming the body as a ConnectionError.
+        if isinstance(exc, requests.Timeout) or any(
+            isinstance(a, ReadTimeoutError) for a in exc.args
+        ):
+            raise FetchTimeout("The image URL did not answer in time.") from exc
         raise FetchFailed(f"The image URL could not be fetched ({type(exc).__name__}).") from exc
     finally:
         session.close()
 
 
-def _read_image_body(resp: requests.Response, max_bytes: int) -> bytes:
+def _read_image_body(resp: requests.Response, max_bytes: int, deadline: float) -> bytes:
+    """The body, capped in bytes and in time: the read timeout bounds each wait for data and,
+    so that a server dripping bytes cannot hold a worker, the whole download too."""
     if resp.status_code >= 400:
         raise FetchFailed(f"The image URL answered HTTP {resp.status_code}.")
     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -160,8 +162,21 @@ def _read_image_body(resp: requests.Response, max_bytes: int) -> bytes:
             f"{max_bytes / 2**20:.0f} MB."
         )
     body = bytearray()
-    for chunk in resp.iter_content(64 * 1024):
-        body += chunk
-        if len(body) > max_bytes:
-            raise TooLarge(f"The image at the URL is over the {max_bytes / 2**20:.0f} MB limit.")
+    # A read blocks until a whole chunk or the end arrives; closing the response from a timer
+    # is what ends a download still dripping in at the deadline.
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), resp.close)
+    watchdog.start()
+    try:
+        for chunk in resp.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > max_bytes:
+                raise TooLarge(
+                    f"The image at the URL is over the {max_bytes / 2**20:.0f} MB limit."
+                )
+    except (requests.RequestException, OSError, ValueError, AttributeError) as exc:
+        if time.monotonic() >= deadline:
+            raise FetchTimeout("The image URL sent its data too slowly.") from exc
+        raise FetchFailed("The image URL's connection broke while sending the image.") from exc
+    finally:
+        watchdog.cancel()
     return bytes(body)

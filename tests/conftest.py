@@ -154,6 +154,9 @@ class ImageServer:
                 if self.path == "/hang":
                     time.sleep(TEST_READ_TIMEOUT * 3)  # bounded: longer than the read timeout
                     return
+                if self.path in ("/stall", "/drip"):
+                    self._trickle(stall=self.path == "/stall")
+                    return
                 status, headers, body = files.get(self.path, (404, {}, b"not found"))
                 self.send_response(status)
                 for k, v in headers.items():
@@ -161,6 +164,21 @@ class ImageServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _trickle(self, stall: bool) -> None:
+                """Headers at once, then the body too slowly: stalled after a few bytes, or
+                one byte every third of the read timeout (each wait short, the total long)."""
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", "64")
+                self.end_headers()
+                try:
+                    for _ in range(12):
+                        self.wfile.write(b"\xff")
+                        self.wfile.flush()
+                        time.sleep(TEST_READ_TIMEOUT * (3 if stall else 1 / 3))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the app gave up, as it should
 
             def log_message(self, *args):
                 pass

@@ -143,6 +143,8 @@ def test_url_failures(live_host_loopback, image_server):
         (html, 415, "not_an_image"),
         (image_server.url("/missing.jpg"), 502, "fetch_failed"),
         (image_server.url("/hang"), 504, "fetch_timeout"),
+        (image_server.url("/stall"), 504, "fetch_timeout"),
+        (image_server.url("/drip"), 504, "fetch_timeout"),
     ]
     for url, status, code in cases:
         resp = post(live_host_loopback, json={"url": url})
