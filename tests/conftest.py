@@ -110,7 +110,7 @@ class LocalHost:
                 if requests.get(self.url + "/api/health", timeout=2).status_code == 200:
                     return
             except requests.ConnectionError:
-                time.sleep(0.2)
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"local host did not answer in 90 s: {log.read_text()[-2000:]}")
 
