@@ -8,7 +8,7 @@ import mimetypes
 import platform
 from importlib import metadata
 
-from .errors import BadRequest, FakeFacesError, NotAnImage, TooLarge
+from .errors import BadRequest, FakeFacesError, NotAnImage, NotFound, TooLarge
 from .model import Model
 from .pipeline import Gate, analyze, analyze_url
 from .settings import ROOT, Settings
@@ -45,10 +45,6 @@ def gate() -> Gate:
     return Gate(settings().max_concurrent, settings().queue_timeout)
 
 
-def error(exc: FakeFacesError) -> tuple[int, dict]:
-    return exc.status, exc.to_json()
-
-
 def predict(
     content_type: str, body: bytes, form_file: bytes | None, crops: bool = False
 ) -> tuple[int, dict]:
@@ -83,7 +79,7 @@ def predict(
                 return 200, analyze_url(url, mdl, cfg, crops)
             return 200, analyze(data, mdl, cfg, crops)
     except FakeFacesError as exc:
-        return error(exc)
+        return exc.status, exc.to_json()
 
 
 def _url_from_json(body: bytes) -> str:
@@ -133,7 +129,7 @@ def static_file(path: str) -> tuple[int, dict[str, str], bytes]:
     """GET /{path}: the built page from frontend/dist; index.html for `/` and unknown routes."""
     path = path.strip("/")
     if path == "api" or path.startswith("api/"):
-        body = json.dumps({"error": {"code": "not_found", "message": f"No API route /{path}."}})
+        body = dumps(NotFound(f"No API route /{path}.").to_json())
         return 404, {"Content-Type": "application/json"}, body.encode()
     root = DIST.resolve()
     target = (root / path).resolve() if path else root / "index.html"

@@ -23,6 +23,10 @@ class UrlNotAllowed(FakeFacesError):
     status, code = 400, "url_not_allowed"
 
 
+class NotFound(FakeFacesError):
+    status, code = 404, "not_found"
+
+
 class TooLarge(FakeFacesError):
     status, code = 413, "too_large"
 
