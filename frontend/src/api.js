@@ -57,18 +57,53 @@ export function getHealth(options) {
   return request('/api/health', {}, options)
 }
 
-/** Ask for a verdict on a local file (multipart field `image`), with the aligned crops. */
-export function predictFile(file, options) {
-  const form = new FormData()
-  form.append('image', file, file.name || 'image')
-  return request('/api/predict?crops=1', { method: 'POST', body: form }, options)
+// Ask for the aligned crops always, and for Grad-CAM overlays only when /api/health said the model
+// can make them: the server answers 501 explain_unavailable otherwise.
+function predictPath(explain) {
+  return explain ? '/api/predict?crops=1&explain=1' : '/api/predict?crops=1'
 }
 
-/** Ask for a verdict on an image the server downloads itself from `url`. */
-export function predictUrl(url, options) {
-  return request(
-    '/api/predict?crops=1',
-    { method: 'POST', body: JSON.stringify({ url }), headers: { 'Content-Type': 'application/json' } },
-    options,
+// Health may be stale (the model was swapped since the page loaded): rather than fail the check,
+// ask once more without the heat maps.
+async function withoutExplainOnRefusal(send, explain) {
+  try {
+    return await send(explain)
+  } catch (err) {
+    if (explain && err instanceof ApiError && err.code === 'explain_unavailable') return send(false)
+    throw err
+  }
+}
+
+/**
+ * Ask for a verdict on a local file (multipart field `image`), with the aligned crops.
+ * @param {File} file
+ * @param {{signal?: AbortSignal, timeoutMs?: number, explain?: boolean}} [options] explain: also
+ *   ask for each face's Grad-CAM overlay (only when health.model.explain is true)
+ */
+export function predictFile(file, { explain = false, ...options } = {}) {
+  return withoutExplainOnRefusal((ex) => {
+    const form = new FormData()
+    form.append('image', file, file.name || 'image')
+    return request(predictPath(ex), { method: 'POST', body: form }, options)
+  }, explain)
+}
+
+/** Ask for a verdict on an image the server downloads itself from `url` (options as predictFile). */
+export function predictUrl(url, { explain = false, ...options } = {}) {
+  return withoutExplainOnRefusal(
+    (ex) =>
+      request(
+        predictPath(ex),
+        { method: 'POST', body: JSON.stringify({ url }), headers: { 'Content-Type': 'application/json' } },
+        options,
+      ),
+    explain,
   )
+}
+
+/** Where the model card is, when the served model ships one: a same-origin path, else ''. */
+export function modelCardHref(model) {
+  const href = model?.model_card
+  // Only a path on this app: never a javascript: or another site's address from a bad answer.
+  return typeof href === 'string' && /^\/(?![/\\])/.test(href) ? href : ''
 }

@@ -191,3 +191,61 @@ describe('App when the model is down', () => {
     expect(note).toContain('can be wrong')
   })
 })
+
+describe('App with a model that can explain', () => {
+  const EXPLAIN_HEALTH = { ...HEALTH, model: { ...HEALTH.model, explain: true, model_card: '/api/model-card' } }
+  const overlay = (i) => `data:image/png;base64,HEAT${i}`
+  const EXPLAINED = {
+    ...TWO_FACES,
+    faces: TWO_FACES.faces.map((f, i) => ({
+      ...f,
+      explanation: { method: 'grad-cam', explains: f.label, overlay: overlay(i) },
+    })),
+  }
+
+  function serverWith(health) {
+    server.fetchMock.mockImplementation((url, init) => {
+      if (url === '/api/health') return Promise.resolve(json(200, health))
+      return new Promise((resolve) => server.pending.push({ url, init, resolve }))
+    })
+  }
+
+  it('asks for heat maps, shows a switch per face and swaps that face only', async () => {
+    serverWith(EXPLAIN_HEALTH)
+    const app = mount(App)
+    await flushPromises()
+    expect(app.find('a.model-card-link').attributes('href')).toBe('/api/model-card')
+    await pickFile(app, photo())
+    expect(server.pending[0].url).toBe('/api/predict?crops=1&explain=1')
+    server.pending[0].resolve(json(200, EXPLAINED))
+    await flushPromises()
+    const toggles = app.findAll('.face-card input[type="checkbox"]')
+    expect(toggles).toHaveLength(2)
+    await toggles[1].setValue(true)
+    const crops = app.findAll('.face-crop')
+    expect(crops[0].attributes('src')).toBe(TWO_FACES.faces[0].crop)
+    expect(crops[1].attributes('src')).toBe(overlay(1))
+    expect(app.findAll('.heatmap-note')[1].text()).toContain('“real”')
+
+    // A link is checked with heat maps too, and the new answer starts from the crops again.
+    await app.find('#url-input').setValue('https://example.org/face.jpg')
+    await app.find('form').trigger('submit')
+    expect(server.pending[1].url).toBe('/api/predict?crops=1&explain=1')
+    server.pending[1].resolve(json(200, EXPLAINED))
+    await flushPromises()
+    expect(app.findAll('.face-crop')[1].attributes('src')).toBe(TWO_FACES.faces[1].crop)
+  })
+
+  it('does not ask for heat maps nor link a card when health says there are none', async () => {
+    serverWith({ ...HEALTH, model: { ...HEALTH.model, explain: false, model_card: null } })
+    const app = mount(App)
+    await flushPromises()
+    expect(app.find('a.model-card-link').exists()).toBe(false)
+    await pickFile(app, photo())
+    expect(server.pending[0].url).toBe('/api/predict?crops=1')
+    server.pending[0].resolve(json(200, TWO_FACES))
+    await flushPromises()
+    expect(app.findAll('.face-card')).toHaveLength(2)
+    expect(app.find('.face-card input[type="checkbox"]').exists()).toBe(false)
+  })
+})

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { ApiError, getHealth, predictFile, predictUrl } from '../src/api.js'
+import { ApiError, getHealth, modelCardHref, predictFile, predictUrl } from '../src/api.js'
 
 function jsonResponse(status, body) {
   return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
@@ -59,5 +59,55 @@ describe('api', () => {
     )
     const err = await getHealth({ timeoutMs: 20 }).catch((e) => e)
     expect(err.code).toBe('client_timeout')
+  })
+
+  it('asks for heat maps only when told the model can explain', async () => {
+    const fetchMock = vi.fn(async () => jsonResponse(200, { verdict: 'real', faces: [] }))
+    vi.stubGlobal('fetch', fetchMock)
+    const file = new File([new Uint8Array([1])], 'me.jpg', { type: 'image/jpeg' })
+    await predictFile(file, { explain: true })
+    await predictUrl('https://example.org/a.jpg', { explain: true })
+    await predictFile(file, { explain: false })
+    expect(fetchMock.mock.calls.map(([url]) => url)).toEqual([
+      '/api/predict?crops=1&explain=1',
+      '/api/predict?crops=1&explain=1',
+      '/api/predict?crops=1',
+    ])
+  })
+
+  it('asks again without heat maps when the server cannot explain (health was stale)', async () => {
+    const fetchMock = vi.fn(async (url) =>
+      url.includes('explain=1')
+        ? jsonResponse(501, { error: { code: 'explain_unavailable', message: 'No Grad-CAM.' } })
+        : jsonResponse(200, { verdict: 'fake', faces: [] }),
+    )
+    vi.stubGlobal('fetch', fetchMock)
+    const file = new File([new Uint8Array([1, 2])], 'me.jpg', { type: 'image/jpeg' })
+    expect((await predictFile(file, { explain: true })).verdict).toBe('fake')
+    expect(fetchMock.mock.calls.map(([url]) => url)).toEqual(['/api/predict?crops=1&explain=1', '/api/predict?crops=1'])
+    // The retry sends the whole file again, not an emptied form.
+    expect(fetchMock.mock.calls[1][1].body.get('image').size).toBe(2)
+
+    fetchMock.mockClear()
+    expect((await predictUrl('https://example.org/a.jpg', { explain: true })).verdict).toBe('fake')
+    expect(JSON.parse(fetchMock.mock.calls[1][1].body)).toEqual({ url: 'https://example.org/a.jpg' })
+  })
+
+  it('passes other errors of an explain request through without retrying', async () => {
+    const fetchMock = vi.fn(async () => jsonResponse(422, { error: { code: 'no_face', message: 'No face.' } }))
+    vi.stubGlobal('fetch', fetchMock)
+    const err = await predictUrl('https://example.org/cat.jpg', { explain: true }).catch((e) => e)
+    expect(err.code).toBe('no_face')
+    expect(fetchMock).toHaveBeenCalledTimes(1)
+  })
+
+  it('links the model card only at a path on this app', () => {
+    expect(modelCardHref({ model_card: '/api/model-card' })).toBe('/api/model-card')
+    expect(modelCardHref({ model_card: null })).toBe('')
+    expect(modelCardHref({})).toBe('')
+    expect(modelCardHref(null)).toBe('')
+    for (const bad of ['javascript:alert(1)', 'https://evil.example/card', '//evil.example/card', '/\\evil.example']) {
+      expect(modelCardHref({ model_card: bad }), bad).toBe('')
+    }
   })
 })
