@@ -5,7 +5,7 @@ import importlib
 import sys
 
 # Each module defines register(subparsers) that adds its parser with `func=` set.
-COMMANDS = ["prepare", "train", "evaluate", "export", "fairness", "falsify"]
+COMMANDS = ["prepare", "train", "evaluate", "export", "fairness", "falsify", "compare", "report"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,498 @@
+"""`python -m training report` (the model card) and `python -m training compare`.
+
+Inputs are small real files written here, with numbers chosen to be recognisable in the output;
+the card must carry exactly those numbers, say "not measured" where an input is missing, and its
+HTML must load nothing from outside (served under a CSP of data: images and inline style only).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from training.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_png(path: Path, colour: tuple[int, int, int]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 16), colour).save(path)
+    return path
+
+
+def metrics_row(n, acc, tp, fp, fn, tn, threshold=0.5, **extra) -> dict:
+    row = {"group": "all", "n": n, "accuracy": acc, "f1": "", "precision": "", "recall": ""}
+    row.update(roc_auc="", average_precision="", tp=tp, fp=fp, fn=fn, tn=tn)
+    row.update(positive="fake", threshold=threshold)
+    row.update(extra)
+    return row
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    doc = {
+        "format": 1,
+        "name": "tiny-gray64",
+        "version": "2026.01.02-0304",
+        "file": "model.tflite",
+        "input": {"size": 64, "color": "gray", "scale": 1 / 255, "offset": 0.0},
+        "align_size": 256,
+        "output": {"activation": "sigmoid", "positive_class": "fake"},
+        "threshold": 0.6123,
+        "trained_on": "tiny-set: 11 fake + 7 real",
+        "architecture": "vgg10",
+        "params": 4242,
+        "training": {
+            "balance": "weights",
+            "best_epoch": 2,
+            "checkpoint": "best",
+            "classes": {
+                "train": {"fake": 11, "real": 7},
+                "valid": {"fake": 5, "real": 3},
+                "class_weights": {"fake": 0.818, "real": 1.286},
+            },
+        },
+        "metrics": {"valid": {"threshold_rule": "maximises balanced accuracy on this split"}},
+    }
+    (d / "model.json").write_text(json.dumps(doc))
+    write_csv(
+        d / "eval" / "metrics.csv",
+        [
+            metrics_row(
+                20,
+                0.85,
+                13,
+                3,
+                1,
+                3,
+                0.6123,
+                f1=0.8666,
+                precision=0.8125,
+                recall=0.9286,
+                roc_auc=0.9123,
+                average_precision=0.9345,
+            )
+        ],
+    )
+    write_png(d / "eval" / "roc_pr.png", (200, 0, 0))
+    base = {"face": "0", "x": 1, "y": 1, "w": 9, "h": 9, "error": "", "split": "test"}
+    preds = []
+    for i, (truth, label) in enumerate([("real", "fake")] + [("real", "real")] * 3):
+        preds.append({**base, "path": f"r{i}.jpg", "p_fake": 0.7 if label == "fake" else 0.2})
+        preds[-1].update(label=label, true_label=truth, dataset="140k")
+    for i, label in enumerate(["fake"] * 4 + ["real"]):
+        preds.append({**base, "path": f"f{i}.jpg", "p_fake": 0.9 if label == "fake" else 0.3})
+        preds[-1].update(label=label, true_label="fake", dataset="140k")
+    preds.append(
+        {**base, "path": "n.jpg", "face": "", "p_fake": "", "label": "", "error": "no_face"}
+    )
+    preds[-1].update(true_label="fake", dataset="140k")
+    write_csv(d / "eval" / "predictions.csv", preds)
+    write_csv(
+        d / "training" / "history.csv",
+        [{"epoch": 1, "loss": 0.7, "seconds": 10.5}, {"epoch": 2, "loss": 0.6, "seconds": 20.0}],
+    )
+    write_png(d / "training" / "accuracy.png", (0, 200, 0))
+    write_png(d / "training" / "loss.png", (0, 0, 200))
+    return d
+
+
+@pytest.fixture
+def fairness_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "audit"
+    write_csv(
+        d / "fairness.csv",
+        [
+            {
+                "definition": "race: Black vs Non-Black",
+                "column": "race",
+                "privileged": "Non-Black",
+                "unprivileged": "Black",
+                "favourable": "real",
+                "n_privileged": 4,
+                "n_unprivileged": 1,
+                "di": 0.913,
+                "di_lo": 0.851,
+                "di_hi": 0.977,
+                "aod": "",
+                "aod_lo": "",
+                "aod_hi": "",
+                "note": "AOD undefined: no fakes.",
+            }
+        ],
+    )
+    group = {"n_real": 0, "n_fake": 0, "fake_called_real": "", "fake_called_real_lo": ""}
+    group["fake_called_real_hi"] = ""
+    write_csv(
+        d / "fairness_groups.csv",
+        [
+            {
+                **group,
+                "definition": "all",
+                "side": "all",
+                "group": "All",
+                "rows": 6,
+                "errors": 1,
+                "n": 5,
+                "real_called_fake": 0.2,
+                "real_called_fake_lo": 0.0,
+                "real_called_fake_hi": 0.6,
+            },
+            {
+                **group,
+                "definition": "race: Black vs Non-Black",
+                "side": "unprivileged",
+                "group": "Black",
+                "rows": 2,
+                "errors": 1,
+                "n": 1,
+                "real_called_fake": 0.0,
+                "real_called_fake_lo": 0.0,
+                "real_called_fake_hi": 0.0,
+            },
+            {
+                **group,
+                "definition": "race: Black vs Non-Black",
+                "side": "privileged",
+                "group": "Non-Black",
+                "rows": 4,
+                "errors": 0,
+                "n": 4,
+                "real_called_fake": 0.25,
+                "real_called_fake_lo": 0.0,
+                "real_called_fake_hi": 0.75,
+            },
+        ],
+    )
+    meta = {"predictions": ["ff.csv"], "favourable": "real", "resamples": 77}
+    meta.update(counts={"scored": 5}, class_counts={"real": 5, "fake": 0})
+    (d / "fairness.json").write_text(json.dumps(meta))
+    write_png(d / "fairness.png", (9, 9, 9))
+    return d
+
+
+@pytest.fixture
+def fairface_csv(tmp_path: Path) -> tuple[Path, Path]:
+    """Six FairFace val photos: one with no face, one called fake, one with two faces."""
+    root = "../shared/data/fairface/val"
+    rows = []
+    for i, label, p in [(1, "real", 0.1), (2, "fake", 0.8), (3, "real", 0.2), (5, "real", 0.3)]:
+        rows.append({"path": f"{root}/{i}.jpg", "face": "0", "x": 1, "y": 1, "w": 5, "h": 5})
+        rows[-1].update(p_fake=p, label=label, error="")
+    rows.append({**rows[0], "face": "1", "p_fake": 0.95, "label": "fake"})  # second face of 1
+    rows.append({"path": f"{root}/4.jpg", "face": "", "x": "", "y": "", "w": "", "h": ""})
+    rows[-1].update(p_fake="", label="", error="no_face")
+    rows.append({**rows[0], "path": f"{root}/6.jpg", "p_fake": 0.0, "label": "real"})
+    preds = write_csv(tmp_path / "ff.csv", rows)
+    labels = write_csv(
+        tmp_path / "labels.csv",
+        [
+            {"file": f"val/{i}.jpg", "age": age, "gender": g, "race": race, "service_test": "x"}
+            for i, age, g, race in [
+                (1, "20-29", "Male", "White"),
+                (2, "3-9", "Female", "White"),
+                (3, "20-29", "Female", "East Asian"),
+                (4, "20-29", "Male", "Black"),
+                (5, "more than 70", "Male", "Black"),
+                (6, "3-9", "Male", "White"),
+            ]
+        ],
+    )
+    return preds, labels
+
+
+def make_run(root: Path, name: str, color: str, data: list[str], valid: dict, fair: dict) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    cfg = {
+        "model": "vgg10",
+        "size": 64,
+        "color": color,
+        "data": data,
+        "balance": "weights",
+        "augment": {"flip": True, "jpeg": 0.1},
+        "epochs": 2,
+        "version": name,  # differs per run but is not recipe
+        "params": 1234 if color == "gray" else 1300,
+    }
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "state.json").write_text(json.dumps({"epochs_done": 2, "best_epoch": 2}))
+    write_csv(run / "history.csv", [{"epoch": 1, "seconds": 3.5}, {"epoch": 2, "seconds": 4.0}])
+    if valid:
+        write_csv(run / "eval-valid" / "metrics.csv", [metrics_row(**valid)])
+    if fair:
+        write_csv(run / "eval-fairface" / "metrics.csv", [metrics_row(**fair)])
+    return run
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path) -> list[Path]:
+    runs = tmp_path / "runs"
+    # paper: valid balanced accuracy (8/10 + 6/10)/2 = 0.70; FairFace 45 of 50 called real.
+    paper = make_run(
+        runs,
+        "paper",
+        "gray",
+        ["/x/aligned-140k"],
+        dict(n=20, acc=0.7, tp=8, fp=4, fn=2, tn=6),
+        dict(n=50, acc=0.9, tp=0, fp=5, fn=0, tn=45),
+    )
+    # rgb: (9/10 + 7/10)/2 = 0.80; FairFace 40 of 50.
+    rgb = make_run(
+        runs,
+        "rgb",
+        "rgb",
+        ["/x/aligned-140k", "/y/aligned-fairface-train"],
+        dict(n=20, acc=0.8, tp=9, fp=3, fn=1, tn=7),
+        dict(n=50, acc=0.8, tp=0, fp=10, fn=0, tn=40),
+    )
+    return [paper, rgb]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --- compare -------------------------------------------------------------------------------
+
+
+def test_compare_tabulates_two_runs(two_runs, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, two_runs), "--out", str(out)]) == 0
+    paper, rgb = read_rows(out / "comparison.csv")
+    assert paper["variant"] == "paper" and paper["differs"] == "reference"
+    assert rgb["differs"] == "color rgb (was gray); data + aligned-fairface-train"
+    assert float(paper["valid_balanced_accuracy"]) == pytest.approx(0.70)
+    assert float(rgb["valid_balanced_accuracy"]) == pytest.approx(0.80)
+    assert float(paper["fairface_called_real"]) == pytest.approx(0.90)
+    assert float(rgb["fairface_called_real"]) == pytest.approx(0.80)
+    assert (paper["params"], rgb["params"], rgb["best_epoch"]) == ("1234", "1300", "2")
+    assert float(rgb["train_seconds"]) == pytest.approx(7.5)
+    assert (paper["selected"], rgb["selected"]) == ("", "yes")
+    md = (out / "comparison.md").read_text()
+    assert "**rgb** (selected)" in md and "Selection rule:" in md and "0.8000" in md
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_lists_a_run_without_evals_with_a_note(two_runs, tmp_path):
+    bare = make_run(tmp_path / "runs", "bare", "gray", ["/x/aligned-140k"], {}, {})
+    out = tmp_path / "cmp"
+    assert main(["compare", str(two_runs[0]), str(bare), "--out", str(out)]) == 0
+    rows = read_rows(out / "comparison.csv")
+    assert rows[1]["valid_accuracy"] == "" and rows[1]["fairface_called_real"] == ""
+    assert "eval-valid/metrics.csv missing" in rows[1]["note"]
+    assert rows[0]["selected"] == "yes"  # the only run with both evaluations
+
+
+def test_compare_bad_run_is_one_sentence(two_runs, tmp_path, capsys):
+    (two_runs[1] / "config.json").unlink()
+    assert main(["compare", *map(str, two_runs), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(two_runs[1] / "config.json") in err
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path, out=None):
+    cmp = tmp_path / "cmp"
+    assert main(["compare", *map(str, two_runs), "--out", str(cmp)]) == 0
+    preds, labels = fairface_csv
+    args = ["report", str(model_dir), "--fairness", str(fairness_dir)]
+    args += ["--fairface-predictions", str(preds), "--labels", str(labels)]
+    args += ["--comparison", str(cmp)]
+    if out:
+        args += ["--out", str(out)]
+    assert main(args) == 0
+    card = out or model_dir
+    return (card / "MODEL_CARD.md").read_text(), (card / "MODEL_CARD.html").read_text()
+
+
+def test_card_carries_the_numbers_of_its_files(
+    model_dir, fairness_dir, fairface_csv, two_runs, tmp_path
+):
+    md, html = render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path)
+    assert "<td>0.913 [0.851, 0.977]</td>" in html
+    for text in (md, re.sub(r"<[^>]+>", " ", html)):  # the HTML as a reader sees its text
+        assert "tiny-gray64 2026.01.02-0304" in text and "0.6123" in text
+        # test split: metrics and confusion counts from eval/metrics.csv
+        assert "0.8500" in text and "0.9123" in text and "0.9345" in text
+        assert re.search(r"13\W+3\W+1\W+3", text)
+        # data: counts per split and class from model.json
+        assert re.search(r"train\W+11\W+7\W+18", text)
+        # FairFace: 6 images, 5 with a face, 4 called real of 5, one extra face not scored
+        assert "4 (0.8000)" in text and "1 (0.2000)" in text and "n/a: no fakes" in text
+        assert "5 (83.3 %)" in text and "1 (16.7 %)" in text
+        # per source: 1 of 4 reals and 4 of 5 fakes called fake; FairFace 1 of 5
+        assert re.search(r"real FFHQ \(140k test\)\W+4\W+1\W+0\.2500", text)
+        assert re.search(r"fake StyleGAN \(140k test\)\W+5\W+4\W+0\.8000\W+1", text)
+        # fairness: DI with its interval, AOD undefined
+        assert "0.913 [0.851, 0.977]" in text and "undefined (no fakes)" in text
+        # no face per group: Black 1 of 2 photos
+        assert re.search(r"race\W+Black\W+2\W+1\W+50\.0 %", text)
+        # comparison: the selected run and its rule
+        assert "rgb" in text and "(selected)" in text and "Selection rule" in text
+        assert "make model" in text
+        assert "Not measured" not in text  # the boxes; Grad-CAM says "not measured" inline
+        assert "FFHQ (CC BY-NC-SA 4.0)" in text and "FairFace (CC BY 4.0)" in text
+    assert "dlib found a face in 50.0 % of 2 Black" in md
+
+
+def test_html_is_self_contained(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path):
+    _, html = render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path)
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert html.count("<style>") == 1
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html, re.I)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", html, re.I)
+    assert "url(" not in html  # no CSS load either
+    assert len(refs) == 5  # roc_pr, accuracy, loss, fairness, comparison
+
+
+def test_inputs_are_copied_and_the_card_re_renders_from_the_folder_alone(
+    model_dir, fairness_dir, fairface_csv, two_runs, tmp_path
+):
+    md, _ = render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path)
+    for rel in (
+        "fairness/fairness.csv",
+        "fairness/fairness_groups.csv",
+        "fairness/fairness.png",
+        "comparison/comparison.csv",
+        "comparison/comparison.png",
+        "fairface/metrics.csv",
+        "fairface/no_face_by_group.csv",
+    ):
+        assert (model_dir / rel).is_file(), rel
+    assert "](eval/roc_pr.png)" in md  # Markdown images relative to the card
+    (model_dir / "MODEL_CARD.md").unlink()
+    assert main(["report", str(model_dir)]) == 0
+    again = (model_dir / "MODEL_CARD.md").read_text()
+    assert again.split("## Reproduce")[0] == md.split("## Reproduce")[0]
+
+
+def test_out_elsewhere_leaves_the_model_folder_alone(
+    model_dir, fairness_dir, fairface_csv, two_runs, tmp_path
+):
+    before = sorted(p.relative_to(model_dir) for p in model_dir.rglob("*"))
+    render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path, out=tmp_path / "card")
+    assert sorted(p.relative_to(model_dir) for p in model_dir.rglob("*")) == before
+    assert (tmp_path / "card" / "fairface" / "metrics.csv").is_file()
+
+
+def test_missing_inputs_say_not_measured(tmp_path):
+    d = tmp_path / "bare"
+    d.mkdir()
+    (d / "model.json").write_text(json.dumps({"name": "bare", "version": "1", "threshold": 0.5}))
+    assert main(["report", str(d)]) == 0
+    md = (d / "MODEL_CARD.md").read_text()
+    html = (d / "MODEL_CARD.html").read_text()
+    sections = md.split("\n## ")
+    for title in ("Data", "Learning curves", "Fairness", "Training recipes compared"):
+        body = next(s for s in sections if s.startswith(title))
+        assert "**Not measured**" in body, title
+    for sub in ("### Test split", "### FairFace val", "### No face found"):
+        assert "**Not measured**" in md.split(sub)[1].split("###")[0], sub
+    assert "Not measured</strong>" in html
+    assert not re.search(r"\b0\.\d{4}\b", md.split("## Metrics")[1])  # no figure was invented
+
+
+def test_audit_and_predictions_of_different_models_are_flagged(
+    model_dir, fairness_dir, fairface_csv, tmp_path
+):
+    preds, labels = fairface_csv
+    rows = read_rows(preds)
+    for r in rows:
+        if r["label"] == "fake" and r["face"] == "0":
+            r["label"] = "real"  # now 0 of 5 called fake; the audit says 0.2
+    write_csv(preds, rows)
+    args = ["report", str(model_dir), "--fairness", str(fairness_dir)]
+    assert main([*args, "--fairface-predictions", str(preds), "--labels", str(labels)]) == 0
+    assert "**Warning**: The fairness audit" in (model_dir / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ("no_model", "model.json"),
+        ("fairness_empty", "fairness.csv"),
+        ("bad_predictions", "ff.csv"),
+        ("missing_labels", "nolabels.csv"),
+    ],
+)
+def test_bad_arguments_are_one_sentence_naming_the_file(
+    change, named, model_dir, fairness_dir, fairface_csv, tmp_path, capsys
+):
+    preds, labels = fairface_csv
+    args = ["report", str(model_dir)]
+    if change == "no_model":
+        (model_dir / "model.json").unlink()
+    elif change == "fairness_empty":
+        (fairness_dir / "fairness.csv").unlink()
+        args += ["--fairness", str(fairness_dir)]
+    elif change == "bad_predictions":
+        preds.write_text("path,score\na.jpg,0.5\n")
+        args += ["--fairface-predictions", str(preds)]
+    else:
+        args += ["--fairface-predictions", str(preds), "--labels", str(tmp_path / "nolabels.csv")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("report: ") and "\n" not in err and named in err
+    assert not (model_dir / "MODEL_CARD.md").exists()
+
+
+def test_cli_exit_code_and_help():
+    bad = subprocess.run(
+        [sys.executable, "-m", "training", "report", "no/such/model"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "report: no/such/model: no model.json there; is it a model folder of `export`?"
+    ]
+    for command in ("report", "compare"):
+        ok = subprocess.run(
+            [sys.executable, "-m", "training", command, "--help"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ok.returncode == 0 and "usage:" in ok.stdout
+
+
+@pytest.mark.slow
+def test_card_of_the_shipped_model(tmp_path):
+    """The real model folder: LiteRT loads it, and the card carries its test metrics."""
+    model = REPO / "models" / "default"
+    if not (model / "model.json").is_file() or not (model / "eval" / "metrics.csv").is_file():
+        pytest.skip("models/default has no model.json or eval/metrics.csv; run `make model`")
+    out = tmp_path / "card"
+    assert main(["report", str(model), "--out", str(out)]) == 0
+    md = (out / "MODEL_CARD.md").read_text()
+    row = read_rows(model / "eval" / "metrics.csv")[0]
+    for key in ("accuracy", "f1", "roc_auc"):
+        assert f"{float(row[key]):.4f}" in md, key
+    assert "could not be loaded" not in md  # the Grad-CAM line asked LiteRT
