@@ -541,8 +541,8 @@ def can_explain(model_dir: Path) -> bool | None:
     from shared.model import Model
 
     try:
-        # getattr: a shared/ without Grad-CAM support has no such property; say unknown.
-        return getattr(Model(model_dir, num_threads=1), "can_explain", None)
+        # A shared/ without Grad-CAM support has no such property: it cannot explain.
+        return bool(getattr(Model(model_dir, num_threads=1), "can_explain", False))
     except (FakeFacesError, ValueError, RuntimeError):
         return None
 
