@@ -255,7 +255,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ]
     x = np.arange(len(rows))
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(rows) + 2), 3.8), dpi=100)
     for i, (key, label) in enumerate(series):
         values = [r[key] if isinstance(r[key], float) else math.nan for r in rows]
         bars = ax.bar(x + (i - 1) * width, np.nan_to_num(values, nan=0.0), width, label=label)
@@ -272,7 +272,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xticks(x, [r["variant"] for r in rows])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("score (higher is better)")
-    ax.set_title("Training recipes: 140k valid split and held-out FairFace reals")
+    ax.set_title("Recipes: 140k valid split, held-out FairFace reals", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
