@@ -6,7 +6,7 @@ PORT    ?= 7071
 MODEL   ?= models/default
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model fairness bench clean help
+.PHONY: serve test lint pytest frontend-test model compare fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,6 +58,41 @@ model: $(VENV)/.test  ## retrain models/default from ../shared/data (about 20-30
 	mkdir -p models/default/training
 	cp runs/default/history.csv runs/default/accuracy.png runs/default/loss.png \
 		runs/default/config.json models/default/training/
+
+# The model comparison behind models/default: one change at a time from the paper's recipe,
+# each scored on the 140k valid split and on FairFace reals no variant trained on.
+DATA          ?= ../shared/data
+COMPARE_EPOCHS ?= 8
+VARIANTS      := paper gap augplus rgb fairface unweighted
+FLAGS_paper   :=
+FLAGS_rgb     := --color rgb
+FLAGS_gap     := --head gap
+FLAGS_augplus := --jpeg 0.5 --blur 0.5 --resize 0.5
+FLAGS_unweighted := --balance none
+FLAGS_fairface := --data runs/aligned-fairface-train
+
+runs/aligned-140k/prepare.json: | $(VENV)/.test
+	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
+
+# 1,000 FairFace train photos (val stays the audit's): 90 % may be trained on, 10 % held out.
+runs/aligned-fairface-train/prepare.json: | $(VENV)/.test
+	mkdir -p runs/fairface-train-src
+	ln -sfn $(abspath $(DATA))/fairface/train runs/fairface-train-src/train
+	cp $(DATA)/fairface/fairface_label_train.csv runs/fairface-train-src/
+	$(BIN)/python -m training prepare runs/fairface-train-src runs/aligned-fairface-train \
+		--limit 1000
+
+runs/compare/%/state.json: runs/aligned-140k/prepare.json runs/aligned-fairface-train/prepare.json
+	rm -rf runs/compare/$*
+	$(BIN)/python -m training train --data runs/aligned-140k --model vgg10 --size 128 \
+		--color gray --epochs $(COMPARE_EPOCHS) $(FLAGS_$*) --out runs/compare/$* --quiet
+	$(BIN)/python -m training evaluate --model runs/compare/$* --data runs/aligned-140k \
+		--split valid --out runs/compare/$*/eval-valid --quiet
+	$(BIN)/python -m training evaluate --model runs/compare/$* \
+		--data runs/aligned-fairface-train --split valid --out runs/compare/$*/eval-fairface --quiet
+
+compare: $(VARIANTS:%=runs/compare/%/state.json)  ## train the recipe variants -> runs/compare
+	$(BIN)/python -m training compare $(VARIANTS:%=runs/compare/%) --out runs/compare
 
 fairness: $(VENV)/.test  ## audit $(MODEL) on FairFace val: DI, AOD, 95 % CIs -> runs/fairness
 	$(BIN)/python -m shared predict ../shared/data/fairface/val --model $(MODEL) --csv runs/fairface-val.csv

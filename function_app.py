@@ -24,13 +24,19 @@ def reply(status: int, body: dict) -> func.HttpResponse:
 def predict(req: func.HttpRequest) -> func.HttpResponse:
     ctype = req.headers.get("content-type", "")
     upload = req.files.get("image") if ctype.startswith("multipart/form-data") else None
-    crops = req.params.get("crops") == "1"
-    return reply(*api.predict(ctype, req.get_body(), upload and upload.read(), crops))
+    crops, explain = req.params.get("crops") == "1", req.params.get("explain") == "1"
+    return reply(*api.predict(ctype, req.get_body(), upload and upload.read(), crops, explain))
 
 
 @app.route(route="api/health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
     return reply(*api.health())
+
+
+@app.route(route="api/model-card", methods=["GET"])
+def model_card(req: func.HttpRequest) -> func.HttpResponse:
+    status, headers, body = api.model_card()
+    return func.HttpResponse(body, status_code=status, headers={**api.SECURITY_HEADERS, **headers})
 
 
 @app.route(route="{*path}", methods=["GET", "HEAD"])

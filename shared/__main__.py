@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ModelUnavailable
+from .errors import ExplainUnavailable, ModelUnavailable
 from .settings import ROOT
 
 
@@ -40,8 +40,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .cli import predict
 
     try:
-        return predict(args.paths, args.model, args.csv)
-    except ModelUnavailable as exc:
+        return predict(args.paths, args.model, args.csv, args.explain)
+    except (ModelUnavailable, ExplainUnavailable) as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
 
@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         "--model", type=Path, help="model folder (default: FAKEFACES_MODEL_DIR or models/default)"
     )
     p.add_argument("--csv", type=Path, help="write the CSV here instead of standard output")
+    p.add_argument(
+        "--explain",
+        type=Path,
+        metavar="DIR",
+        help="also write each face's Grad-CAM heat map over its aligned crop as "
+        "DIR/<file>-face<N>.png (warm: what pushed the model towards its label)",
+    )
     p.set_defaults(func=_predict)
 
     s = sub.add_parser(

@@ -46,7 +46,11 @@ def gate() -> Gate:
 
 
 def predict(
-    content_type: str, body: bytes, form_file: bytes | None, crops: bool = False
+    content_type: str,
+    body: bytes,
+    form_file: bytes | None,
+    crops: bool = False,
+    explain: bool = False,
 ) -> tuple[int, dict]:
     """POST /api/predict: a multipart `image` field, a raw image body, or JSON {"url": ...}."""
     try:
@@ -76,8 +80,8 @@ def predict(
         mdl = model()
         with gate().slot():
             if url is not None:
-                return 200, analyze_url(url, mdl, cfg, crops)
-            return 200, analyze(data, mdl, cfg, crops)
+                return 200, analyze_url(url, mdl, cfg, crops, explain)
+            return 200, analyze(data, mdl, cfg, crops, explain=explain)
     except FakeFacesError as exc:
         return exc.status, exc.to_json()
 
@@ -121,8 +125,36 @@ def health() -> tuple[int, dict]:
         "trained_on": spec.trained_on,
         "threshold": spec.threshold,
         "input": {"size": spec.size, "color": spec.color},
+        "explain": model().can_explain,
+        "model_card": "/api/model-card" if _card_path().is_file() else None,
     }
     return 200, {"status": "ok", "model": info, "limits": limits, "versions": versions}
+
+
+CARD_FILE = "MODEL_CARD.html"
+# The card is one self-contained file: its own <style>, images as data: URIs, no script.
+CARD_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'none'"
+)
+
+
+def _card_path():
+    return settings().model_dir / CARD_FILE
+
+
+def model_card() -> tuple[int, dict[str, str], bytes]:
+    """GET /api/model-card: the served model's card (HTML written by `training report`)."""
+    path = _card_path()
+    if not path.is_file():
+        err = NotFound(f"The served model has no {CARD_FILE}; `training report` writes it.")
+        return 404, {"Content-Type": "application/json"}, dumps(err.to_json()).encode()
+    headers = {
+        "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": CARD_CSP,
+    }
+    return 200, headers, path.read_bytes()
 
 
 def static_file(path: str) -> tuple[int, dict[str, str], bytes]:

@@ -53,3 +53,7 @@ class Busy(FakeFacesError):
 
 class ModelUnavailable(FakeFacesError):
     status, code = 503, "model_unavailable"
+
+
+class ExplainUnavailable(FakeFacesError):
+    status, code = 501, "explain_unavailable"

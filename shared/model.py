@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import ModelUnavailable
+from .errors import ExplainUnavailable, ModelUnavailable
 
 FORMAT = 1
 SPEC_FILE = "model.json"
@@ -120,10 +120,29 @@ class Model:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelUnavailable(f"The model in {self.dir} cannot be loaded: {exc}") from exc
-        self._input = self._interp.get_input_details()[0]["index"]
-        self._output = self._interp.get_output_details()[0]["index"]
-        self._batch = 0
+        signatures = self._interp.get_signature_list()
+        self._serve = self._interp.get_signature_runner(next(iter(signatures)))
+        if "serving_default" in signatures:
+            self._serve = self._interp.get_signature_runner("serving_default")
+        self._serve_in = next(iter(self._serve.get_input_details()))
+        explain = self.spec.extra.get("explain") or {}
+        self._explain = None
+        if explain.get("signature") in signatures:
+            self._explain = self._interp.get_signature_runner(explain["signature"])
+            self._explain_in = next(iter(self._explain.get_input_details()))
         self._lock = threading.Lock()
+
+    @property
+    def can_explain(self) -> bool:
+        """Whether the model was exported with a Grad-CAM signature."""
+        return self._explain is not None
+
+    def require_explain(self) -> None:
+        if self._explain is None:
+            raise ExplainUnavailable(
+                f"The model {self.spec.name} {self.spec.version} was exported without Grad-CAM; "
+                "re-export it with `python -m training export` to get heat maps."
+            )
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """A batch of `to_input` arrays (N,H,W,C) -> P(fake) for each, shape (N,)."""
@@ -131,14 +150,20 @@ class Model:
         if len(inputs) == 0:
             return np.zeros(0, dtype=np.float32)
         with self._lock:
-            if self._batch != len(inputs):
-                self._interp.resize_tensor_input(self._input, list(inputs.shape), strict=False)
-                self._interp.allocate_tensors()
-                self._batch = len(inputs)
-            self._interp.set_tensor(self._input, inputs)
-            self._interp.invoke()
-            out = self._interp.get_tensor(self._output).reshape(len(inputs), -1)[:, 0].copy()
+            out = self._serve(**{self._serve_in: inputs})
+        out = next(iter(out.values())).reshape(len(inputs), -1)[:, 0].copy()
         return out if self.spec.positive_class == "fake" else 1.0 - out
+
+    def explain(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """One `to_input` array (H,W,C) -> P(fake), and the last conv block's activations and
+        the fake logit's gradients, each (h, w, k): what `shared.explain.grad_cam` needs."""
+        self.require_explain()
+        batch = np.ascontiguousarray(x[None], dtype=np.float32)
+        with self._lock:
+            out = self._explain(**{self._explain_in: batch})
+        p = float(out["p_fake"].reshape(-1)[0])
+        p = p if self.spec.positive_class == "fake" else 1.0 - p
+        return p, out["features"][0].copy(), out["gradients"][0].copy()
 
     def label(self, p_fake: float) -> str:
         return "fake" if p_fake >= self.spec.threshold else "real"

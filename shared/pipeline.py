@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import numpy as np
 from PIL import Image
 
+from . import explain as explainlib
 from . import faces as facelib
 from .align import face_quad, points_from_landmarks
 from .errors import Busy, NoFace
@@ -88,12 +89,15 @@ def analyze(
     crops: bool = False,
     watch: Stopwatch | None = None,
     preview: bool = False,
+    explain: bool = False,
 ) -> dict:
     """The JSON-ready answer for one image's bytes. `crops` adds what the model saw of each
     face; `preview` a small JPEG of the photo (a page cannot show a URL's image itself under
-    its Content-Security-Policy)."""
+    its Content-Security-Policy); `explain` a Grad-CAM overlay per face."""
     watch = watch or Stopwatch()
     spec = model.spec
+    if explain:
+        model.require_explain()  # before any work is done
     src = Source(data, settings.max_bytes, settings.max_pixels)
     small, found = locate_faces(src, spec.align_size, watch)
     inputs = np.stack([to_input(f.aligned, spec) for f in found])
@@ -107,10 +111,15 @@ def analyze(
             "p_fake": round(float(p), 6),
             "label": model.label(float(p)),
         }
-        if crops:  # what the model saw, back in 8-bit pixels
-            pixels = np.clip(np.rint((x - spec.offset) / spec.scale), 0, 255).astype(np.uint8)
+        # what the model saw, back in 8-bit pixels
+        pixels = np.clip(np.rint((x - spec.offset) / spec.scale), 0, 255).astype(np.uint8)
+        if crops:
             item["crop"] = data_url(Image.fromarray(pixels.squeeze()))
+        if explain:
+            item["explanation"] = explanation(model, x, pixels, item["label"])
         faces.append(item)
+    if explain:
+        watch.lap("explain")
     worst = max(f["p_fake"] for f in faces)
     image = {"width": src.size[0], "height": src.size[1]}
     if preview:
@@ -126,7 +135,20 @@ def analyze(
     }
 
 
-def analyze_url(url: str, model: Model, settings: Settings, crops: bool = False) -> dict:
+def explanation(model: Model, x: np.ndarray, pixels: np.ndarray, label: str) -> dict:
+    """Grad-CAM of one face for the label it was given, as a picture over the crop."""
+    _, features, grads = model.explain(x)
+    cam = explainlib.grad_cam(features, grads, fake=label == "fake")
+    return {
+        "method": "grad-cam",
+        "explains": label,
+        "overlay": data_url(explainlib.overlay(pixels, cam)),
+    }
+
+
+def analyze_url(
+    url: str, model: Model, settings: Settings, crops: bool = False, explain: bool = False
+) -> dict:
     watch = Stopwatch()
     data = fetch_image(
         url,
@@ -136,7 +158,7 @@ def analyze_url(url: str, model: Model, settings: Settings, crops: bool = False)
         settings.allow_loopback_urls,
     )
     watch.lap("fetch")
-    return analyze(data, model, settings, crops, watch, preview=crops)
+    return analyze(data, model, settings, crops, watch, preview=crops, explain=explain)
 
 
 class Gate:

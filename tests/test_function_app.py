@@ -36,6 +36,7 @@ def test_functions_routes_and_methods_match_the_readme():
         == {
             ("POST", "/api/predict", "predict"),
             ("GET", "/api/health", "health"),
+            ("GET", "/api/model-card", "model_card"),
             ("GET", "/{*path}", "page"),
             ("HEAD", "/{*path}", "page"),
         }

@@ -44,6 +44,7 @@ def repo_files() -> list[str]:
         "shared/api.py",
         "models/default/model.tflite",
         "models/default/model.json",
+        "models/default/MODEL_CARD.html",
         "frontend/dist/index.html",
         "frontend/dist/assets/index-abc123.js",
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,20 +11,61 @@ import numpy as np
 from shared.model import Model, ModelSpec
 
 
+def _convert(keras_model, explain: bool) -> tuple[bytes, dict]:
+    """Keras -> LiteRT bytes with a `serving_default` signature (batches of faces) and, when the
+    model's head allows, an `explain` one (Grad-CAM's activations and gradients, one face)."""
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    from . import gradcam
+
+    archive = keras.export.ExportArchive()
+    archive.track(keras_model)  # a plain tf.Module would not see Keras 3's variables
+    shape = [None, *keras_model.inputs[0].shape[1:]]
+    archive.add_endpoint(
+        "serving_default",
+        lambda x: {"p_fake": keras_model(x, training=False)},
+        input_signature=[tf.TensorSpec(shape, tf.float32, name="input")],
+    )
+    info = {}
+    if explain:
+        try:
+            fn, layer = gradcam.explain_function(keras_model)
+        except gradcam.Unsupported as exc:
+            print(f"export: no Grad-CAM signature ({exc}).", file=sys.stderr)
+        else:
+            archive.add_endpoint(gradcam.SIGNATURE, fn)
+            grid = list(keras_model.get_layer(layer).output.shape[1:3])
+            info = {"signature": gradcam.SIGNATURE, "method": "grad-cam", "layer": layer}
+            info["grid"] = grid
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(tmp, verbose=False)
+        keys = ["serving_default"] + ([gradcam.SIGNATURE] if info else [])
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=keys)
+        return converter.convert(), info
+
+
 def export_keras(
     keras_model,
     out_dir: str | Path,
     spec: ModelSpec,
     check: np.ndarray | None = None,
     atol: float = 1e-5,
+    explain: bool = True,
 ) -> Model:
-    """Convert, write both files, reload with LiteRT and, given `check` inputs, prove equality."""
-    import tensorflow as tf
-
+    """Convert, write both files, reload with LiteRT and, given `check` inputs, prove equality:
+    predictions within `atol`, and Grad-CAM maps correlated at r >= MIN_CAM_R with
+    TensorFlow's on the Keras model."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    (out / spec.file).write_bytes(converter.convert())
+    tflite, info = _convert(keras_model, explain)
+    if info:
+        spec = replace(spec, extra={**spec.extra, "explain": info})
+    else:
+        spec = replace(spec, extra={k: v for k, v in spec.extra.items() if k != "explain"})
+    (out / spec.file).write_bytes(tflite)
     spec.write(out)
     served = Model(out)
     if check is not None:
@@ -34,7 +76,35 @@ def export_keras(
         worst = float(np.max(np.abs(got - want)))
         if worst > atol:
             raise RuntimeError(f"exported model differs from Keras by {worst:.2e} (> {atol:g})")
+        if info:
+            r = cam_agreement(keras_model, served, check[:CAM_CHECKS])
+            if r < MIN_CAM_R:
+                raise RuntimeError(f"exported Grad-CAM differs from TensorFlow's (r = {r:.4f})")
     return served
+
+
+MIN_CAM_R = 0.99
+CAM_CHECKS = 8
+
+
+def cam_agreement(keras_model, served: Model, inputs: np.ndarray) -> float:
+    """The lowest Pearson r between served and TensorFlow Grad-CAM maps over `inputs`, each
+    explaining the label serving gives. Flat maps (nothing for that class) must agree exactly."""
+    from shared.explain import grad_cam
+
+    from .gradcam import reference
+
+    worst = 1.0
+    for x in inputs:
+        p, features, grads = served.explain(x)
+        fake = served.label(p) == "fake"
+        got = grad_cam(features, grads, fake)
+        want = reference(keras_model, x[None], np.array([float(fake)]))[0]
+        if got.std() == 0 or want.std() == 0:
+            worst = min(worst, 1.0 if np.allclose(got, want, atol=1e-4) else 0.0)
+        else:
+            worst = min(worst, float(np.corrcoef(got.ravel(), want.ravel())[0, 1]))
+    return worst
 
 
 CHECK_COUNT = 32
@@ -150,7 +220,14 @@ def export_run(
     trained = keras.models.load_model(ckpt)
     # Rebuilt under float32 so a mixed-precision or multi-GPU run exports the same plain graph.
     keras.mixed_precision.set_global_policy("float32")
-    model = build(cfg["model"], cfg["size"], 1 if cfg["color"] == "gray" else 3, cfg["dropout"])
+    channels = 1 if cfg["color"] == "gray" else 3
+    model = build(
+        cfg["model"],
+        cfg["size"],
+        channels,
+        cfg["dropout"],
+        head=cfg.get("head", "flatten"),
+    )
     model.set_weights(trained.get_weights())
     extra = {
         "architecture": cfg["model"],

@@ -28,9 +28,12 @@ def baseline(input_shape: tuple[int, int, int], dropout: float = 0.5) -> keras.M
     return keras.Model(inputs, _head(x), name="baseline")
 
 
-def vgg10(input_shape: tuple[int, int, int], dropout: float = 0.5) -> keras.Model:
+def vgg10(
+    input_shape: tuple[int, int, int], dropout: float = 0.5, head: str = "flatten"
+) -> keras.Model:
     """The paper's best model: 8 conv (32-32 / 64-64 / 128×4, 3×3, batch norm, max-pool per
-    block) + 2 dense (128, then the sigmoid)."""
+    block) + 2 dense (128, then the sigmoid). head="gap" averages the last block over space
+    instead of flattening it: 0.6 M parameters instead of 4.8 M, and any input size."""
     inputs = keras.Input(input_shape)
     x = inputs
     for filters, convs in ((32, 2), (64, 2), (128, 4)):
@@ -38,8 +41,8 @@ def vgg10(input_shape: tuple[int, int, int], dropout: float = 0.5) -> keras.Mode
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
             x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D()(x)
-    x = layers.Flatten()(x)
+        x = layers.MaxPooling2D(name=f"block{filters}_pool")(x)
+    x = layers.GlobalAveragePooling2D()(x) if head == "gap" else layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, _head(x), name="vgg10")
@@ -76,8 +79,16 @@ MODELS = {
 }
 
 
+HEADS = ("flatten", "gap")
+
+
 def build(
-    name: str, size: int, channels: int, dropout: float = 0.5, weights: str | None = None
+    name: str,
+    size: int,
+    channels: int,
+    dropout: float = 0.5,
+    weights: str | None = None,
+    head: str = "flatten",
 ) -> keras.Model:
     """A model by name for size×size×channels inputs."""
     if name not in MODELS:
@@ -86,5 +97,9 @@ def build(
     if name in ("baseline", "vgg10"):
         if weights:
             raise ValueError(f"--weights applies to keras.applications models, not {name}")
-        return MODELS[name](shape, dropout)
+        if head != "flatten" and name == "baseline":
+            raise ValueError("--head gap applies to vgg10 only")
+        return vgg10(shape, dropout, head) if name == "vgg10" else baseline(shape, dropout)
+    if head != "flatten":
+        raise ValueError(f"{name} already ends in global average pooling; leave --head out")
     return MODELS[name](shape, dropout, weights)

@@ -114,16 +114,19 @@ class Augment:
     shear: float = 10.0  # max degrees, either way; 0 = off
     jpeg: float = 0.1  # probability of re-compressing at quality 30-100; 0 = off
     blur: float = 0.1  # probability of a Gaussian blur, sigma up to 3 px at 256²; 0 = off
+    resize: float = 0.0  # probability of shrinking to 1/4-1 of the side and back; 0 = off
 
     @property
     def active(self) -> bool:
-        return bool(self.flip or self.rotation or self.shear or self.jpeg or self.blur)
+        return bool(
+            self.flip or self.rotation or self.shear or self.jpeg or self.blur or self.resize
+        )
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-NO_AUGMENT = Augment(flip=False, rotation=0.0, shear=0.0, jpeg=0.0, blur=0.0)
+NO_AUGMENT = Augment(flip=False, rotation=0.0, shear=0.0, jpeg=0.0, blur=0.0, resize=0.0)
 
 
 def _affine(batch, seed, aug: Augment, size: int):
@@ -153,11 +156,12 @@ def _affine(batch, seed, aug: Augment, size: int):
 
 
 def _blur_jpeg_one(image, seed, aug: Augment, size: int):
-    """Wang et al. 2020: Gaussian blur, then JPEG re-compression, each with its probability."""
+    """Wang et al. 2020: Gaussian blur, then JPEG re-compression, each with its probability;
+    then a resize down and back up, as a photo shared at a smaller size would be."""
     import tensorflow as tf
 
     radius = max(1, math.ceil(3 * 3.0 * size / 256))
-    coin = tf.random.stateless_uniform([2], seed)
+    coin = tf.random.stateless_uniform([3], seed)
     if aug.blur:
         sigma = tf.random.stateless_uniform([], seed + 1, 0.1, 3.0 * size / 256)
         x = tf.range(-radius, radius + 1, dtype=tf.float32)
@@ -183,6 +187,14 @@ def _blur_jpeg_one(image, seed, aug: Augment, size: int):
             return tf.reshape(tf.cast(out, tf.float32), tf.shape(image))
 
         image = tf.cond(coin[1] < aug.jpeg, jpeg, lambda: image)
+    if aug.resize:
+
+        def resize():
+            side = tf.random.stateless_uniform([], seed + 3, size / 4, size)
+            small = tf.image.resize(image, tf.cast([side, side], tf.int32), antialias=True)
+            return tf.image.resize(small, [size, size])
+
+        image = tf.cond(coin[2] < aug.resize, resize, lambda: image)
     return image
 
 
@@ -190,7 +202,7 @@ def augment_batch(batch, seed, aug: Augment, size: int):
     """float32 pixel values (0-255) NHWC -> augmented, same shape; `seed` is int32 [2]."""
     import tensorflow as tf
 
-    if aug.blur or aug.jpeg:
+    if aug.blur or aug.jpeg or aug.resize:
         n = tf.shape(batch)[0]
         seeds = tf.random.experimental.stateless_split(seed, num=n)
         batch = tf.map_fn(

@@ -102,11 +102,13 @@ def _config(args) -> dict:
         shear=args.shear,
         jpeg=args.jpeg,
         blur=args.blur,
+        resize=args.resize,
     )
     if args.no_augment:
-        augment = Augment(False, 0.0, 0.0, 0.0, 0.0)
+        augment = Augment(False, 0.0, 0.0, 0.0, 0.0, 0.0)
     return {
         "model": args.model,
+        "head": args.head,
         "size": args.size,
         "color": args.color,
         "norm": args.norm,
@@ -206,7 +208,14 @@ def train(
         if resume:
             model = keras.models.load_model(out / "last.keras")
         else:
-            model = build(cfg["model"], cfg["size"], spec.channels, cfg["dropout"], cfg["weights"])
+            model = build(
+                cfg["model"],
+                cfg["size"],
+                spec.channels,
+                cfg["dropout"],
+                cfg["weights"],
+                cfg.get("head", "flatten"),
+            )
             model.compile(
                 optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
                 loss="binary_crossentropy",
@@ -354,6 +363,12 @@ def register(sub) -> None:
         help="a prepared folder; repeat to combine datasets (e.g. 140k + FairFace)",
     )
     p.add_argument("--model", choices=MODEL_NAMES, help="architecture (paper's best: vgg10)")
+    p.add_argument(
+        "--head",
+        choices=["flatten", "gap"],
+        default="flatten",
+        help="vgg10's head: flatten the last block (paper) or global average pooling",
+    )
     p.add_argument("--size", type=int, default=128, help="input side in pixels (128)")
     p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="colour mode (gray)")
     p.add_argument("--epochs", type=int, default=None, help="epochs in total (10)")
@@ -411,6 +426,12 @@ def register(sub) -> None:
         type=float,
         default=0.1,
         help="probability of Gaussian blur, sigma 0.1-3 px at 256² (0.1; 0 off)",
+    )
+    g.add_argument(
+        "--resize",
+        type=float,
+        default=0.0,
+        help="probability of shrinking to 1/4-1 of the side and back up (0; 0 off)",
     )
     g = p.add_argument_group("hardware")
     g.add_argument(
