@@ -253,7 +253,7 @@ def two_runs(tmp_path: Path) -> list[Path]:
         "paper",
         "gray",
         ["/x/aligned-140k"],
-        dict(n=20, acc=0.7, tp=8, fp=4, fn=2, tn=6),
+        dict(n=20, acc=0.7, tp=8, fp=4, fn=2, tn=6, roc_auc=0.75),
         dict(n=50, acc=0.9, tp=0, fp=5, fn=0, tn=45),
     )
     # rgb: (9/10 + 7/10)/2 = 0.80; FairFace 40 of 50.
@@ -262,7 +262,7 @@ def two_runs(tmp_path: Path) -> list[Path]:
         "rgb",
         "rgb",
         ["/x/aligned-140k", "/y/aligned-fairface-train"],
-        dict(n=20, acc=0.8, tp=9, fp=3, fn=1, tn=7),
+        dict(n=20, acc=0.8, tp=9, fp=3, fn=1, tn=7, roc_auc=0.85),
         dict(n=50, acc=0.8, tp=0, fp=10, fn=0, tn=40),
     )
     return [paper, rgb]
@@ -292,6 +292,29 @@ def test_compare_tabulates_two_runs(two_runs, tmp_path):
     md = (out / "comparison.md").read_text()
     assert "**rgb** (selected)" in md and "Selection rule:" in md and "0.8000" in md
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_selects_by_valid_roc_auc_not_accuracy_at_a_fixed_cut(tmp_path):
+    runs = tmp_path / "runs"
+    ranks_well = make_run(
+        runs,
+        "ranks",
+        "gray",
+        ["/x/a"],
+        dict(n=20, acc=0.6, tp=9, fp=7, fn=1, tn=3, roc_auc=0.9),
+        dict(n=10, acc=0.9, tp=0, fp=1, fn=0, tn=9),
+    )
+    cut_well = make_run(
+        runs,
+        "cut",
+        "rgb",
+        ["/x/a"],
+        dict(n=20, acc=0.8, tp=8, fp=2, fn=2, tn=8, roc_auc=0.8),
+        dict(n=10, acc=0.9, tp=0, fp=1, fn=0, tn=9),
+    )
+    out = tmp_path / "cmp"
+    assert main(["compare", str(ranks_well), str(cut_well), "--out", str(out)]) == 0
+    assert [r["selected"] for r in read_rows(out / "comparison.csv")] == ["yes", ""]
 
 
 def test_compare_lists_a_run_without_evals_with_a_note(two_runs, tmp_path):

@@ -34,9 +34,11 @@ FIELDS = [
     "note",
 ]
 
+# ROC-AUC, not accuracy at a fixed cut: export sets the served threshold on the valid split
+# afterwards, so how well a run ranks matters, not where a short run's scores happen to sit.
 SELECTION_RULE = (
-    "highest balanced accuracy on the 140k valid split at the run's own threshold; a tie goes "
-    "to the higher share of held-out FairFace reals called real"
+    "highest ROC-AUC on the 140k valid split; a tie goes to the higher share of held-out "
+    "FairFace reals called real"
 )
 
 # Keys a later version of `train` added, with the value older configs meant by leaving them out.
@@ -168,13 +170,13 @@ def select(rows: list[dict]) -> str | None:
     """The variant chosen by SELECTION_RULE, among runs with both evaluations."""
 
     def key(r: dict) -> tuple[float, float]:
-        return (r["valid_balanced_accuracy"], r["fairface_called_real"])
+        return (r["valid_roc_auc"], r["fairface_called_real"])
 
     eligible = [
         r
         for r in rows
-        if isinstance(r["valid_balanced_accuracy"], float)
-        and not math.isnan(r["valid_balanced_accuracy"])
+        if isinstance(r["valid_roc_auc"], float)
+        and not math.isnan(r["valid_roc_auc"])
         and isinstance(r["fairface_called_real"], float)
         and not math.isnan(r["fairface_called_real"])
     ]
