@@ -4,9 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 7071
 MODEL   ?= models/default
+DATA    ?= ../shared/data
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model compare fairness bench clean help
+.PHONY: serve test lint pytest frontend-test model card compare fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,23 +46,31 @@ frontend-test: frontend/node_modules/.package-lock.json
 
 test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest incl. Chromium)
 
-model: $(VENV)/.test  ## retrain models/default from ../shared/data (about 20-30 min on 2 cores)
-	$(BIN)/python -m training prepare ../shared/data/real-vs-fake runs/aligned-140k
+# The shipped recipe: the paper's VGG-10 at 128² gray plus what won `make compare`.
+RECIPE     ?= --model vgg10 --size 128 --color gray
+MODEL_NAME ?= vgg10-gray128
+
+model: $(VENV)/.test  ## retrain, export, evaluate and audit models/default, write its card (~30 min)
+	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
 	rm -rf runs/default
-	$(BIN)/python -m training train --data runs/aligned-140k --model vgg10 --size 128 \
-		--color gray --epochs 20 --out runs/default
-	$(BIN)/python -m training export runs/default --out models/default --name vgg10-gray128 \
+	$(BIN)/python -m training train --data runs/aligned-140k $(RECIPE) --epochs 20 \
+		--out runs/default
+	$(BIN)/python -m training export runs/default --out models/default --name $(MODEL_NAME) \
 		--threshold valid
 	$(BIN)/python -m training evaluate --model models/default --data runs/aligned-140k \
 		--split test --out models/default/eval
-	rm -f models/default/eval/predictions.csv
 	mkdir -p models/default/training
 	cp runs/default/history.csv runs/default/accuracy.png runs/default/loss.png \
 		runs/default/config.json models/default/training/
+	$(MAKE) fairness card
+
+card: $(VENV)/.test  ## $(MODEL)/MODEL_CARD.md + .html from its folder, the audit and the comparison
+	$(BIN)/python -m training report $(MODEL) --fairness runs/fairness \
+		--fairface-predictions runs/fairface-val.csv \
+		$(if $(wildcard runs/compare/comparison.csv),--comparison runs/compare)
 
 # The model comparison behind models/default: one change at a time from the paper's recipe,
 # each scored on the 140k valid split and on FairFace reals no variant trained on.
-DATA          ?= ../shared/data
 COMPARE_EPOCHS ?= 8
 VARIANTS      := paper gap augplus rgb fairface unweighted
 FLAGS_paper   :=
@@ -95,14 +104,15 @@ compare: $(VARIANTS:%=runs/compare/%/state.json)  ## train the recipe variants -
 	$(BIN)/python -m training compare $(VARIANTS:%=runs/compare/%) --out runs/compare
 
 fairness: $(VENV)/.test  ## audit $(MODEL) on FairFace val: DI, AOD, 95 % CIs -> runs/fairness
-	$(BIN)/python -m shared predict ../shared/data/fairface/val --model $(MODEL) --csv runs/fairface-val.csv
+	$(BIN)/python -m shared predict $(DATA)/fairface/val --model $(MODEL) --csv runs/fairface-val.csv
 	$(BIN)/python -m training fairness --predictions runs/fairface-val.csv \
-		--labels ../shared/data/fairface --out runs/fairness
+		--labels $(DATA)/fairface --out runs/fairness
 
 bench: $(VENV)/.test  ## serving and training benchmarks, each against the paper's way
 	$(BIN)/python bench/serving.py
-	$(BIN)/python -m training prepare ../shared/data/real-vs-fake runs/aligned-140k
+	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/explain.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/dist test-output
