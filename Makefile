@@ -72,10 +72,11 @@ card: $(VENV)/.test  ## $(MODEL)/MODEL_CARD.md + .html from its folder, the audi
 # The model comparison behind models/default: one change at a time from the paper's recipe,
 # each scored on the 140k valid split and on FairFace reals no variant trained on.
 COMPARE_EPOCHS ?= 8
-VARIANTS      := paper gap augplus rgb fairface unweighted
+VARIANTS      := paper gap augplus rgb fairface unweighted bottleneck
 FLAGS_paper   :=
 FLAGS_rgb     := --color rgb
 FLAGS_gap     := --head gap
+FLAGS_bottleneck := --head bottleneck
 FLAGS_augplus := --jpeg 0.5 --blur 0.5 --resize 0.5
 FLAGS_unweighted := --balance none
 FLAGS_fairface := --data runs/aligned-fairface-train
@@ -91,7 +92,8 @@ runs/aligned-fairface-train/prepare.json: | $(VENV)/.test
 	$(BIN)/python -m training prepare runs/fairface-train-src runs/aligned-fairface-train \
 		--limit 1000
 
-runs/compare/%/state.json: runs/aligned-140k/prepare.json runs/aligned-fairface-train/prepare.json
+# Order-only: re-preparing (which rewrites prepare.json) must not retrain every variant.
+runs/compare/%/state.json: | runs/aligned-140k/prepare.json runs/aligned-fairface-train/prepare.json
 	rm -rf runs/compare/$*
 	$(BIN)/python -m training train --data runs/aligned-140k --model vgg10 --size 128 \
 		--color gray --epochs $(COMPARE_EPOCHS) $(FLAGS_$*) --out runs/compare/$* --quiet

@@ -48,7 +48,7 @@ def spec_for(name: str, color: str = "gray") -> ModelSpec:
     return ModelSpec(name=name, version="0", size=SIZE, color=color, trained_on="untrained")
 
 
-@pytest.mark.parametrize("head", ["flatten", "gap"])
+@pytest.mark.parametrize("head", ["flatten", "gap", "bottleneck"])
 def test_served_grad_cam_matches_tensorflow(tmp_path, images, data_dir, head):
     """The paper's VGG-10 with either head, exported; LiteRT's maps vs TensorFlow's Grad-CAM."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

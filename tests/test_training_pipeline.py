@@ -183,3 +183,16 @@ def test_several_prepared_folders_combine(folder, tmp_path):
 
     w = class_weights(both.labels)
     assert w["fake"] * 6 == pytest.approx(w["real"] * 9)  # each class carries half the loss
+
+
+def test_vgg10_heads_differ_only_after_the_last_block():
+    from training.models import HEADS, build
+
+    models = {head: build("vgg10", 128, 1, head=head) for head in HEADS}
+    params = {head: m.count_params() for head, m in models.items()}
+    assert params["gap"] < params["bottleneck"] < params["flatten"] == 4_778_273
+    kinds = {h: [lay.__class__.__name__ for lay in m.layers] for h, m in models.items()}
+    assert "GlobalAveragePooling2D" in kinds["gap"] and "Flatten" not in kinds["gap"]
+    assert kinds["bottleneck"].count("Conv2D") == 9 and "Flatten" in kinds["bottleneck"]
+    with pytest.raises(ValueError, match="vgg10 only"):
+        build("baseline", 64, 1, head="gap")

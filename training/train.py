@@ -365,9 +365,10 @@ def register(sub) -> None:
     p.add_argument("--model", choices=MODEL_NAMES, help="architecture (paper's best: vgg10)")
     p.add_argument(
         "--head",
-        choices=["flatten", "gap"],
+        choices=["flatten", "gap", "bottleneck"],
         default="flatten",
-        help="vgg10's head: flatten the last block (paper) or global average pooling",
+        help="vgg10's head: flatten the last block (paper), global average pooling, or a 1×1 "
+        "conv to 32 channels, then flatten",
     )
     p.add_argument("--size", type=int, default=128, help="input side in pixels (128)")
     p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="colour mode (gray)")
