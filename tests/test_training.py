@@ -253,6 +253,15 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
     assert spec["input"] == {"size": 32, "color": "gray", "scale": 1 / 255, "offset": 0.0}
     assert spec["output"]["positive_class"] == "fake" and spec["name"] == "test-vgg10"
     assert spec["architecture"] == "vgg10" and "fake" in spec["trained_on"]
+    assert spec["explain"]["signature"] == "explain" and "Grad-CAM" in proc.stdout
+
+    # An export that fails a check leaves the model that was there alone.
+    before = {f.name: f.read_bytes() for f in model_dir.iterdir() if f.is_file()}
+    failed = cli("export", run, "--out", model_dir, "--max-mb", "0.01", check=False)
+    said = failed.stderr.strip().splitlines()[-1]  # after TensorFlow's own start-up lines
+    assert failed.returncode == 2 and said.startswith("export: ") and said.endswith("0.01 MB.")
+    assert "--no-explain" in said
+    assert {f.name: f.read_bytes() for f in model_dir.iterdir() if f.is_file()} == before
 
     # The exported model scores the same images as the Keras checkpoint did.
     lite_eval = tmp_path / "eval-lite"

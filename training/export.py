@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from shared.model import Model, ModelSpec
+from shared.model import SPEC_FILE, Model, ModelSpec
 
 
 def _convert(keras_model, explain: bool) -> tuple[bytes, dict]:
     """Keras -> LiteRT bytes with a `serving_default` signature (batches of faces) and, when the
     model's head allows, an `explain` one (Grad-CAM's activations and gradients, one face)."""
-    import tempfile
-
     import keras
     import tensorflow as tf
 
@@ -199,10 +199,10 @@ def export_run(
     check_data: list[str] | None = None,
     max_mb: float = 25.0,
     metrics_dir: Path | None = None,
+    explain: bool = True,
 ) -> tuple[Model, int]:
     """A run's checkpoint -> `out`, rebuilt in float32 and checked against Keras."""
     import json
-    import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -278,16 +278,22 @@ def export_run(
                 f"to {drift[0]} on {drift[1]} re-aligned faces): re-run prepare, then train."
             )
     check = check_inputs(cfg, spec, data=check_data)
-    served = export_keras(model, out, spec, check=check, atol=1e-5)
-    mb = (out / spec.file).stat().st_size / 2**20
-    if mb > max_mb:
-        raise DataError(f"{out / spec.file} is {mb:.1f} MB, over the {max_mb:g} MB limit.")
-    return served, len(check)
+    # Written aside and moved in only once every check passed: a failed export must not
+    # replace the model that was there.
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
+        served = export_keras(model, tmp, spec, check=check, atol=1e-5, explain=explain)
+        mb = (Path(tmp) / spec.file).stat().st_size / 2**20
+        if mb > max_mb:
+            # Grad-CAM's gradient needs the first dense layer's weights again, transposed.
+            hint = " (with Grad-CAM; --no-explain drops it)" if served.can_explain else ""
+            raise DataError(f"{out / spec.file} would be {mb:.1f} MB{hint}, over {max_mb:g} MB.")
+        for name in (spec.file, SPEC_FILE):
+            os.replace(Path(tmp) / name, out / name)
+    return Model(out), len(check)
 
 
 def run(args) -> int:
-    import sys
-
     from .datasets import DataError
 
     out = Path(args.out)
@@ -302,6 +308,7 @@ def run(args) -> int:
             args.check_data,
             args.max_mb,
             Path(args.metrics) if args.metrics else None,
+            not args.no_explain,
         )
     except (DataError, RuntimeError) as exc:
         print(f"export: {exc}", file=sys.stderr)
@@ -310,6 +317,7 @@ def run(args) -> int:
     print(
         f"{out}: {served.spec.file} ({mb:.1f} MB) + model.json; LiteRT equals Keras within "
         f"1e-5 on {checked} real aligned faces"
+        + (f", its Grad-CAM TensorFlow's at r >= {MIN_CAM_R}" if served.can_explain else "")
     )
     return 0
 
@@ -365,4 +373,9 @@ def register(sub) -> None:
         help="prepared folder for the equality check (default: the run's data)",
     )
     p.add_argument("--max-mb", type=float, default=25.0, help="size limit of model.tflite (25)")
+    p.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="leave out the Grad-CAM signature (serving then answers ?explain=1 with 501)",
+    )
     p.set_defaults(func=run)
