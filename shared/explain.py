@@ -1,8 +1,8 @@
 """Grad-CAM maps from the exported model's `explain` signature, and their picture.
 
-The signature gives the last conv block's activations A and the gradient G of the fake logit
-with respect to them; Grad-CAM weighs each channel by its mean gradient and keeps the positive
-part: relu(sum_k mean(G_k) A_k). For a "real" answer the gradient's sign flips, so the map shows
+The signature gives the last conv block's activations A and Grad-CAM's channel weights: the fake
+logit's gradient with respect to A, averaged over space. The map keeps the positive part of the
+weighted sum, relu(sum_k w_k A_k). For a "real" answer the weights' sign flips, so the map shows
 what pushed the model towards the answer it gave.
 """
 
@@ -33,10 +33,9 @@ _LUT = np.stack(
 ALPHA = 0.7  # the heat map's share of the hottest pixels; cold ones show the face unchanged
 
 
-def grad_cam(features: np.ndarray, gradients: np.ndarray, fake: bool) -> np.ndarray:
-    """(h, w, k) activations and gradients of one face -> (h, w) map in [0, 1]."""
-    weights = gradients.mean(axis=(0, 1)) * (1.0 if fake else -1.0)
-    cam = np.maximum(features @ weights, 0.0)
+def grad_cam(features: np.ndarray, weights: np.ndarray, fake: bool) -> np.ndarray:
+    """(h, w, k) activations and (k,) channel weights of one face -> (h, w) map in [0, 1]."""
+    cam = np.maximum(features @ (weights if fake else -weights), 0.0)
     peak = float(cam.max())
     return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32)
 

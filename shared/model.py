@@ -155,15 +155,15 @@ class Model:
         return out if self.spec.positive_class == "fake" else 1.0 - out
 
     def explain(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """One `to_input` array (H,W,C) -> P(fake), and the last conv block's activations and
-        the fake logit's gradients, each (h, w, k): what `shared.explain.grad_cam` needs."""
+        """One `to_input` array (H,W,C) -> P(fake), the last conv block's activations (h, w, k)
+        and Grad-CAM's channel weights (k,): what `shared.explain.grad_cam` needs."""
         self.require_explain()
         batch = np.ascontiguousarray(x[None], dtype=np.float32)
         with self._lock:
             out = self._explain(**{self._explain_in: batch})
         p = float(out["p_fake"].reshape(-1)[0])
         p = p if self.spec.positive_class == "fake" else 1.0 - p
-        return p, out["features"][0].copy(), out["gradients"][0].copy()
+        return p, out["features"][0].copy(), out["weights"][0].copy()
 
     def label(self, p_fake: float) -> str:
         return "fake" if p_fake >= self.spec.threshold else "real"

@@ -137,8 +137,8 @@ def analyze(
 
 def explanation(model: Model, x: np.ndarray, pixels: np.ndarray, label: str) -> dict:
     """Grad-CAM of one face for the label it was given, as a picture over the crop."""
-    _, features, grads = model.explain(x)
-    cam = explainlib.grad_cam(features, grads, fake=label == "fake")
+    _, features, weights = model.explain(x)
+    cam = explainlib.grad_cam(features, weights, fake=label == "fake")
     return {
         "method": "grad-cam",
         "explains": label,

@@ -68,11 +68,11 @@ def test_served_grad_cam_matches_tensorflow(tmp_path, images, data_dir, head):
 
     compared = []
     for face in x:
-        p, features, grads = served.explain(face)
+        p, features, weights = served.explain(face)
         assert p == pytest.approx(float(model.predict(face[None], verbose=0)[0, 0]), abs=1e-5)
         for fake in (True, False):
             want = reference(model, face[None], np.array([float(fake)]))[0]
-            got = grad_cam(features, grads, fake)
+            got = grad_cam(features, weights, fake)
             if want.max() == 0:  # nothing pushed towards this class: both maps must be flat
                 assert got.max() == 0
                 continue
@@ -128,13 +128,12 @@ def test_grad_cam_follows_the_sign_of_the_gradient():
     features = np.zeros((2, 2, 2), np.float32)
     features[0, 0] = [1.0, 0.0]  # channel 0 lives top-left
     features[1, 1] = [0.0, 2.0]  # channel 1 bottom-right
-    grads = np.zeros((2, 2, 2), np.float32)
-    grads[..., 0], grads[..., 1] = 1.0, -1.0  # channel 0 pushes to fake, channel 1 to real
-    fake = grad_cam(features, grads, fake=True)
-    real = grad_cam(features, grads, fake=False)
+    weights = np.array([1.0, -1.0], np.float32)  # channel 0 pushes to fake, channel 1 to real
+    fake = grad_cam(features, weights, fake=True)
+    real = grad_cam(features, weights, fake=False)
     assert fake[0, 0] == 1.0 and fake[1, 1] == 0.0
     assert real[1, 1] == 1.0 and real[0, 0] == 0.0
-    assert grad_cam(features, np.zeros_like(grads), fake=True).max() == 0.0
+    assert grad_cam(features, np.zeros_like(weights), fake=True).max() == 0.0
 
 
 def test_overlay_leaves_cold_pixels_alone_and_colours_hot_ones():

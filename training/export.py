@@ -96,9 +96,9 @@ def cam_agreement(keras_model, served: Model, inputs: np.ndarray) -> float:
 
     worst = 1.0
     for x in inputs:
-        p, features, grads = served.explain(x)
+        p, features, weights = served.explain(x)
         fake = served.label(p) == "fake"
-        got = grad_cam(features, grads, fake)
+        got = grad_cam(features, weights, fake)
         want = reference(keras_model, x[None], np.array([float(fake)]))[0]
         if got.std() == 0 or want.std() == 0:
             worst = min(worst, 1.0 if np.allclose(got, want, atol=1e-4) else 0.0)
@@ -285,7 +285,6 @@ def export_run(
         served = export_keras(model, tmp, spec, check=check, atol=1e-5, explain=explain)
         mb = (Path(tmp) / spec.file).stat().st_size / 2**20
         if mb > max_mb:
-            # Grad-CAM's gradient needs the first dense layer's weights again, transposed.
             hint = " (with Grad-CAM; --no-explain drops it)" if served.can_explain else ""
             raise DataError(f"{out / spec.file} would be {mb:.1f} MB{hint}, over {max_mb:g} MB.")
         for name in (spec.file, SPEC_FILE):
