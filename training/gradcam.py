@@ -83,7 +83,7 @@ def _folded_kernel(model, start: int, channels: int) -> np.ndarray | None:
         and isinstance(head[1], keras.layers.Dense)
     ):
         return None
-    kernel = keras.ops.convert_to_numpy(head[1].kernel)
+    kernel = np.asarray(head[1].kernel.numpy())
     return kernel.reshape(-1, channels, kernel.shape[-1]).sum(axis=0)
 
 

@@ -494,6 +494,7 @@ def section_comparison(folder: Path | None, out: Path) -> dict | None:
         [
             f"**{r['variant']}** (selected)" if r["selected"] == "yes" else r["variant"],
             r["differs"],
+            r.get("epochs", ""),
             r.get("best_epoch", ""),
             f4(r.get("valid_accuracy")),
             f4(r["valid_balanced_accuracy"]),
@@ -504,7 +505,8 @@ def section_comparison(folder: Path | None, out: Path) -> dict | None:
         ]
         for r in rows
     ]
-    head = ["Variant", "Differs from the first", "Best epoch", "Valid acc.", "Valid bal. acc."]
+    head = ["Variant", "Differs from the first", "Epochs", "Best epoch", "Valid acc."]
+    head += ["Valid bal. acc."]
     head += ["Valid ROC-AUC", "Valid F1", "FairFace called real", "Train s"]
     chosen = next((r["variant"] for r in rows if r["selected"] == "yes"), None)
     return {
