@@ -32,17 +32,13 @@ def need_data(path: Path = DATA) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A small, untrained but real Keras CNN exported through the production exporter."""
+def tiny_cnn(seed: int):
+    """A small, untrained but real Keras CNN: 64² gray in, P(fake) out."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    from shared.model import ModelSpec
-    from training.export import export_keras
-
-    keras.utils.set_random_seed(7)
-    model = keras.Sequential(
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
         [
             keras.Input((64, 64, 1)),
             keras.layers.Conv2D(8, 3, activation="relu"),
@@ -52,6 +48,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
             keras.layers.Dense(1, activation="sigmoid"),
         ]
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small, untrained but real Keras CNN exported through the production exporter."""
+    from shared.model import ModelSpec
+    from training.export import export_keras
+
+    model = tiny_cnn(seed=7)
     out = tmp_path_factory.mktemp("tiny-model")
     spec = ModelSpec(
         name="tiny-test",

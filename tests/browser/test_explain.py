@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,7 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import ROOT, LocalHost
+from tests.conftest import ROOT, LocalHost, tiny_cnn
 
 from .test_page import upload, wait_for_answer
 
@@ -43,23 +42,10 @@ def default_host(tmp_path_factory):
 def tiny_exports(tmp_path_factory) -> dict[str, Path]:
     """One small untrained CNN exported twice through the production exporter: `carded` with the
     explain signature and the card `training report` renders, `plain` with neither."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
     from shared.model import ModelSpec
     from training.export import export_keras
 
-    keras.utils.set_random_seed(11)
-    model = keras.Sequential(
-        [
-            keras.Input((64, 64, 1)),
-            keras.layers.Conv2D(8, 3, activation="relu"),
-            keras.layers.MaxPooling2D(4),
-            keras.layers.Conv2D(8, 3, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(1, activation="sigmoid"),
-        ]
-    )
+    model = tiny_cnn(seed=11)
     root = tmp_path_factory.mktemp("tiny-exports")
     spec = ModelSpec(name="tiny-card", version="0.0.2", size=64, color="gray", trained_on="nothing")
     assert export_keras(model, root / "carded", spec).can_explain
