@@ -402,8 +402,8 @@ def test_inputs_are_copied_and_the_card_re_renders_from_the_folder_alone(
         "fairness/fairness.png",
         "comparison/comparison.csv",
         "comparison/comparison.png",
-        "fairface/metrics.csv",
-        "fairface/no_face_by_group.csv",
+        "fairface-val/metrics.csv",
+        "fairface-val/no_face_by_group.csv",
     ):
         assert (model_dir / rel).is_file(), rel
     assert "](eval/roc_pr.png)" in md  # Markdown images relative to the card
@@ -419,7 +419,7 @@ def test_out_elsewhere_leaves_the_model_folder_alone(
     before = sorted(p.relative_to(model_dir) for p in model_dir.rglob("*"))
     render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path, out=tmp_path / "card")
     assert sorted(p.relative_to(model_dir) for p in model_dir.rglob("*")) == before
-    assert (tmp_path / "card" / "fairface" / "metrics.csv").is_file()
+    assert (tmp_path / "card" / "fairface-val" / "metrics.csv").is_file()
 
 
 def test_missing_inputs_say_not_measured(tmp_path):

@@ -31,6 +31,8 @@ FAIRNESS_FILES = ["fairness.csv", "fairness_groups.csv", "fairness.md", "fairnes
 FAIRNESS_FILES += ["fairness.json"]
 COMPARISON_FILES = ["comparison.csv", "comparison.md", "comparison.png"]
 FAIRFACE_FILES = ["metrics.csv", "no_face_by_group.csv"]
+# Not "fairface/": that name belongs to the data set, and the model folder holds only a summary.
+FAIRFACE_DIR = "fairface-val"
 PREDICT_COLUMNS = ["path", "face", "p_fake", "label", "error"]
 FAIRFACE_FIELDS = [
     "source",
@@ -144,7 +146,7 @@ def _age_order(value: str) -> tuple[int, str]:
 
 
 def summarise_fairface(predictions: Path, labels: Path | None, out: Path) -> None:
-    """fairface/metrics.csv (and no_face_by_group.csv given labels) from a predict CSV."""
+    """fairface-val/metrics.csv (and no_face_by_group.csv given labels) from a predict CSV."""
     rows = read_csv(predictions, PREDICT_COLUMNS)
     if not rows:
         raise ReportError(f"{predictions}: no prediction rows.")
@@ -253,7 +255,7 @@ def section_data(doc: dict, test: dict | None, fairface: dict | None) -> dict:
         rows.append(["test (scored)", fake, real, fake + real, "eval/metrics.csv"])
     if fairface:
         n = fairface["scored"]
-        rows.append(["FairFace val (faces found)", 0, n, n, "fairface/metrics.csv"])
+        rows.append(["FairFace val (faces found)", 0, n, n, f"{FAIRFACE_DIR}/metrics.csv"])
     return {
         "trained_on": doc.get("trained_on", ""),
         "table": table(["Split", "Fake", "Real", "Total", "From"], rows) if rows else None,
@@ -570,7 +572,7 @@ def face_found_gap(fairface: dict | None, fairness: dict | None) -> dict | None:
                 "n_black": black[1],
                 "other": 1 - missed / n_other,
                 "n_other": n_other,
-                "from": "fairface/no_face_by_group.csv",
+                "from": f"{FAIRFACE_DIR}/no_face_by_group.csv",
             }
     if fairness:
         rows = [g for g in fairness["group_rows"] if g["definition"] == "race: Black vs Non-Black"]
@@ -656,11 +658,15 @@ def build(
     )
     if fairface_predictions is not None:
         use_labels = labels or (DEFAULT_LABELS if DEFAULT_LABELS.is_file() else None)
-        summarise_fairface(fairface_predictions, use_labels, out / "fairface")
-        ff_dir = out / "fairface"
+        summarise_fairface(fairface_predictions, use_labels, out / FAIRFACE_DIR)
+        ff_dir = out / FAIRFACE_DIR
     else:
         ff_dir = stage_folder(
-            None, model_dir / "fairface", out / "fairface", FAIRFACE_FILES, "--fairface-predictions"
+            None,
+            model_dir / FAIRFACE_DIR,
+            out / FAIRFACE_DIR,
+            FAIRFACE_FILES,
+            "--fairface-predictions",
         )
 
     test = section_test(model_dir, out)
