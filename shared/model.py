@@ -121,9 +121,8 @@ class Model:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelUnavailable(f"The model in {self.dir} cannot be loaded: {exc}") from exc
         signatures = self._interp.get_signature_list()
-        self._serve = self._interp.get_signature_runner(next(iter(signatures)))
-        if "serving_default" in signatures:
-            self._serve = self._interp.get_signature_runner("serving_default")
+        serve = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        self._serve = self._interp.get_signature_runner(serve)
         self._serve_in = next(iter(self._serve.get_input_details()))
         explain = self.spec.extra.get("explain") or {}
         self._explain = None

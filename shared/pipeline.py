@@ -111,8 +111,8 @@ def analyze(
             "p_fake": round(float(p), 6),
             "label": model.label(float(p)),
         }
-        # what the model saw, back in 8-bit pixels
-        pixels = np.clip(np.rint((x - spec.offset) / spec.scale), 0, 255).astype(np.uint8)
+        if crops or explain:  # what the model saw, back in 8-bit pixels
+            pixels = np.clip(np.rint((x - spec.offset) / spec.scale), 0, 255).astype(np.uint8)
         if crops:
             item["crop"] = data_url(Image.fromarray(pixels.squeeze()))
         if explain:
