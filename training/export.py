@@ -15,7 +15,7 @@ from shared.model import SPEC_FILE, Model, ModelSpec
 
 def _convert(keras_model, explain: bool) -> tuple[bytes, dict]:
     """Keras -> LiteRT bytes with a `serving_default` signature (batches of faces) and, when the
-    model's head allows, an `explain` one (Grad-CAM's activations and gradients, one face)."""
+    model's head allows, an `explain` one (Grad-CAM's activations and channel weights, one face)."""
     import keras
     import tensorflow as tf
 
