@@ -19,7 +19,7 @@ from .datasets import DataError, class_counts, read_prepared, usable
 from .pipeline import Augment, class_weights, load_split, make_dataset
 
 # training.models imports Keras (seconds); the CLI must not pay that for `--help` or `prepare`.
-MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121")
+MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121", "efficientnet_lite0")
 NORMS = {"unit": (1 / 255, 0.0), "symmetric": (1 / 127.5, -1.0)}
 HISTORY_KEYS = [
     "epoch",

