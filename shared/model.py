@@ -26,6 +26,9 @@ class ModelSpec:
 
     `positive_class` names what the sigmoid output means: "fake" (output is P(fake)) or
     "real" (the Kaggle labels and Keras' alphabetical classes give P(real); P(fake) = 1 - it).
+    `temperature` T, fitted on validation data at export, calibrates it: P(fake) is
+    sigmoid(logit(raw P(fake)) / T); 1.0 (no change) for a model.json that does not name one.
+    `threshold` applies to the calibrated P(fake).
     """
 
     name: str
@@ -37,6 +40,7 @@ class ModelSpec:
     align_size: int = 256
     positive_class: str = "fake"
     threshold: float = 0.5
+    temperature: float = 1.0
     file: str = "model.tflite"
     trained_on: str = ""
     extra: dict = field(default_factory=dict)
@@ -54,7 +58,11 @@ class ModelSpec:
             "file": body.pop("file"),
             "input": {k: body.pop(k) for k in ("size", "color", "scale", "offset")},
             "align_size": body.pop("align_size"),
-            "output": {"activation": "sigmoid", "positive_class": body.pop("positive_class")},
+            "output": {
+                "activation": "sigmoid",
+                "positive_class": body.pop("positive_class"),
+                "temperature": body.pop("temperature"),
+            },
             "threshold": body.pop("threshold"),
             "trained_on": body.pop("trained_on"),
             **body.pop("extra"),
@@ -72,6 +80,7 @@ class ModelSpec:
             file=doc.get("file", "model.tflite"),
             align_size=int(doc.get("align_size", 256)),
             positive_class=doc["output"]["positive_class"],
+            temperature=float(doc["output"].get("temperature", 1.0)),
             threshold=float(doc.get("threshold", 0.5)),
             trained_on=doc.get("trained_on", ""),
             extra={k: v for k, v in doc.items() if k not in known},
@@ -79,12 +88,26 @@ class ModelSpec:
         )
         if spec.color not in ("gray", "rgb") or spec.positive_class not in ("fake", "real"):
             raise ValueError("model.json: input.color must be gray|rgb, positive_class fake|real")
+        if not (np.isfinite(spec.temperature) and spec.temperature > 0):
+            raise ValueError(f"model.json: output.temperature {spec.temperature} is not > 0")
         return spec
 
     def write(self, model_dir: Path) -> Path:
         path = Path(model_dir) / SPEC_FILE
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return path
+
+
+def calibrate(p: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logit(p) / T), float32. T = 1 returns `p` itself (bit for bit): a model exported
+    before calibration existed serves exactly what it did."""
+    p = np.asarray(p, dtype=np.float32)
+    if temperature == 1.0:
+        return p
+    # float32 sigmoid saturates near logit 16.6; clip there so 0 and 1 keep a finite logit.
+    q = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    z = np.log(q) - np.log1p(-q)
+    return (1.0 / (1.0 + np.exp(-z / temperature))).astype(np.float32)
 
 
 def to_input(aligned: Image.Image, spec: ModelSpec) -> np.ndarray:
@@ -151,7 +174,8 @@ class Model:
         with self._lock:
             out = self._serve(**{self._serve_in: inputs})
         out = next(iter(out.values())).reshape(len(inputs), -1)[:, 0].copy()
-        return out if self.spec.positive_class == "fake" else 1.0 - out
+        out = out if self.spec.positive_class == "fake" else 1.0 - out
+        return calibrate(out, self.spec.temperature)
 
     def explain(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """One `to_input` array (H,W,C) -> P(fake), the last conv block's activations (h, w, k)
@@ -162,6 +186,7 @@ class Model:
             out = self._explain(**{self._explain_in: batch})
         p = float(out["p_fake"].reshape(-1)[0])
         p = p if self.spec.positive_class == "fake" else 1.0 - p
+        p = float(calibrate(np.array([p], np.float32), self.spec.temperature)[0])
         return p, out["features"][0].copy(), out["weights"][0].copy()
 
     def label(self, p_fake: float) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.model import SPEC_FILE, Model, ModelSpec
+from shared.model import SPEC_FILE, Model, ModelSpec, calibrate
 
 
 def _convert(keras_model, explain: bool) -> tuple[bytes, dict]:
@@ -72,6 +72,7 @@ def export_keras(
         want = keras_model.predict(check, verbose=0).reshape(len(check), -1)[:, 0]
         if spec.positive_class == "real":
             want = 1.0 - want
+        want = calibrate(want, spec.temperature)  # serving applies the model's temperature
         got = served.predict(check)
         worst = float(np.max(np.abs(got - want)))
         if worst > atol:
@@ -145,14 +146,21 @@ def check_inputs(
     return np.stack(batch)
 
 
-def _valid_threshold(model, cfg: dict) -> tuple[float, dict]:
-    """The P(fake) cut that maximises balanced accuracy on the run's validation split.
+def _valid_calibration(
+    model, cfg: dict, fit: bool, threshold: float | str
+) -> tuple[float, float, dict]:
+    """(temperature, threshold, what model.json records) from the run's validation split.
 
-    A small or short run can rank well (high AUC) yet sit off-centre; picking the cut on
-    validation data (never test) keeps serving's fake/real call balanced between classes."""
+    With `fit`, a temperature is fitted there (calibration.py) and the threshold is chosen on the
+    calibrated P(fake), the number serving shows. `threshold` "valid" is the cut that maximises
+    balanced accuracy there: a small or short run can rank well (high AUC) yet sit off-centre;
+    picking the cut on validation data (never test) keeps the call balanced between classes."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-    from .datasets import read_prepared
+    from shared.model import calibrate
+
+    from .calibration import choose_threshold, fit_on_valid
+    from .datasets import DataError, read_prepared
     from .pipeline import load_split
 
     val = load_split(
@@ -163,21 +171,34 @@ def _valid_threshold(model, cfg: dict) -> tuple[float, dict]:
         quiet=True,
     )
     x = np.asarray(val.images, np.float32) * np.float32(cfg["scale"]) + np.float32(cfg["offset"])
-    p = model.predict(x, batch_size=64, verbose=0)[:, 0]
+    p_raw = model.predict(x, batch_size=64, verbose=0)[:, 0]
     y = val.labels.astype(int)
-    cuts = np.unique(p)
-    scores = [balanced_accuracy_score(y, (p >= t).astype(int)) for t in cuts]
-    best = float(cuts[int(np.argmax(scores))])
-    return best, {
+    try:
+        temperature, fitted = fit_on_valid(y, p_raw) if fit else (1.0, None)
+    except ValueError as exc:
+        raise DataError(f"{exc}; pass --calibrate none to export uncalibrated.") from None
+    p = calibrate(p_raw, temperature)
+    if threshold == "valid":
+        cut, balanced = choose_threshold(y, p)
+        rule = "maximises balanced accuracy on this split"
+        rule += " (on calibrated P(fake))" if fit else ""
+    else:
+        cut = float(threshold)
+        balanced = float(balanced_accuracy_score(y, (p >= cut).astype(int)))
+        rule = "given (--threshold)"
+    info = {
         "split": cfg.get("val_split", "valid"),
         "n": len(y),
-        "threshold_rule": "maximises balanced accuracy on this split",
-        "threshold": best,
-        "balanced_accuracy": float(max(scores)),
-        "accuracy": float(((p >= best) == y).mean()),
+        "threshold_rule": rule,
+        "threshold": cut,
+        "balanced_accuracy": balanced,
+        "accuracy": float(((p >= cut) == y).mean()),
         "roc_auc": float(roc_auc_score(y, p)),
         "accuracy_at_0.5": float(((p >= 0.5) == y).mean()),
     }
+    if fitted:
+        info["calibration"] = fitted
+    return temperature, cut, info
 
 
 def _trained_on(cfg: dict) -> str:
@@ -200,6 +221,7 @@ def export_run(
     max_mb: float = 25.0,
     metrics_dir: Path | None = None,
     explain: bool = True,
+    calibration: str = "valid",
 ) -> tuple[Model, int]:
     """A run's checkpoint -> `out`, rebuilt in float32 and checked against Keras."""
     import json
@@ -251,8 +273,11 @@ def export_run(
             }
         },
     }
-    if threshold == "valid":
-        threshold, extra["metrics"]["valid"] = _valid_threshold(model, cfg)
+    temperature = 1.0
+    if threshold == "valid" or calibration == "valid":
+        temperature, threshold, extra["metrics"]["valid"] = _valid_calibration(
+            model, cfg, calibration == "valid", threshold
+        )
     metrics_csv = metrics_dir / "metrics.csv" if metrics_dir else None
     if metrics_csv is not None:
         if not metrics_csv.is_file():
@@ -268,6 +293,7 @@ def export_run(
         }
     spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
     spec = replace(spec, threshold=float(threshold), trained_on=_trained_on(cfg), extra=extra)
+    spec = replace(spec, temperature=temperature)
     from .prepare import alignment_drift
 
     for folder in cfg["data"]:
@@ -308,6 +334,7 @@ def run(args) -> int:
             args.max_mb,
             Path(args.metrics) if args.metrics else None,
             not args.no_explain,
+            args.calibrate,
         )
     except (DataError, RuntimeError) as exc:
         print(f"export: {exc}", file=sys.stderr)
@@ -372,6 +399,14 @@ def register(sub) -> None:
         help="prepared folder for the equality check (default: the run's data)",
     )
     p.add_argument("--max-mb", type=float, default=25.0, help="size limit of model.tflite (25)")
+    p.add_argument(
+        "--calibrate",
+        choices=["valid", "none"],
+        default="valid",
+        help="valid: fit a temperature T on the run's validation split (model.json "
+        "output.temperature; serving shows sigmoid(logit/T), and --threshold valid is chosen on "
+        "that calibrated P(fake)); none: T = 1",
+    )
     p.add_argument(
         "--no-explain",
         action="store_true",

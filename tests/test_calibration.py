@@ -1,0 +1,108 @@
+"""Temperature scaling and the expected calibration error, on score sets whose truth is known:
+labels drawn from sigmoid(z), scores made over- or under-confident by a known factor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.model import calibrate
+from training.calibration import (
+    choose_threshold,
+    ece,
+    fit_on_valid,
+    fit_temperature,
+    nll,
+    plot_reliability,
+    reliability,
+)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def scores(factor: float, n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels that truly follow sigmoid(z); scores sigmoid(factor * z): factor > 1 is an
+    over-confident model (its true temperature is `factor`), factor < 1 a timid one."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, n)
+    y = (rng.random(n) < sigmoid(z)).astype(int)
+    return y, sigmoid(factor * z).astype(np.float32)
+
+
+def test_over_confident_scores_get_a_temperature_above_one_and_a_lower_ece():
+    y, p = scores(3.0)
+    t, info = fit_on_valid(y, p)
+    assert t == pytest.approx(3.0, rel=0.05)  # the factor that made them over-confident
+    assert info["ece_before"] > 0.08 and info["ece_after"] < 0.02
+    assert info["nll_after"] < info["nll_before"]
+    after = calibrate(p, t)
+    assert ece(y, after) == pytest.approx(info["ece_after"], abs=1e-6)
+    # Ranking is untouched: the calibrated scores order the faces exactly as before.
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(after[order]) >= 0)
+
+
+def test_timid_scores_are_sharpened_and_calibrated_ones_left_alone():
+    y, p = scores(0.4)
+    assert fit_temperature(y, p) == pytest.approx(0.4, rel=0.05)
+    y, p = scores(1.0, seed=1)
+    assert fit_temperature(y, p) == pytest.approx(1.0, abs=0.05)
+    assert ece(y, p) < 0.02  # scores that follow the labels' own law are calibrated
+
+
+def test_the_fit_minimises_the_nll():
+    y, p = scores(2.0, n=3000, seed=2)
+    t = fit_temperature(y, p)
+    best = nll(y, calibrate(p, t))
+    for other in (t * 0.9, t * 1.1, 1.0):
+        assert nll(y, calibrate(p, other)) > best
+
+
+def test_one_class_cannot_be_calibrated():
+    with pytest.raises(ValueError, match="both classes"):
+        fit_temperature(np.zeros(5), np.full(5, 0.3))
+
+
+def test_ece_by_hand():
+    # 4 faces at 0.9 of which 2 fake (bin gap 0.4), 4 at 0.1 of which none fake (gap 0.1).
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.array([0.9] * 4 + [0.1] * 4)
+    assert ece(y, p, bins=10) == pytest.approx(0.5 * 0.4 + 0.5 * 0.1)
+    bins = reliability(y, p, bins=10)
+    assert [b["n"] for b in bins] == [0, 4, 0, 0, 0, 0, 0, 0, 0, 4]
+    assert bins[9]["fake_share"] == 0.5 and bins[9]["mean_p_fake"] == pytest.approx(0.9)
+    # P(fake) = 1 falls in the last bin, not past it.
+    assert reliability(np.array([1]), np.array([1.0]), bins=15)[-1]["n"] == 1
+    assert ece(np.array([0, 0]), np.array([1.0, 1.0])) == pytest.approx(1.0)
+
+
+def test_serving_temperature_is_sigmoid_of_logit_over_t():
+    p = np.array([0.02, 0.3, 0.5, 0.8, 0.999], np.float32)
+    assert np.array_equal(calibrate(p, 1.0), p)  # T = 1: bit for bit what the model said
+    z = np.log(p / (1 - p))
+    np.testing.assert_allclose(calibrate(p, 2.0), sigmoid(z / 2), rtol=1e-6)
+    assert calibrate(np.array([0.5], np.float32), 7.0)[0] == pytest.approx(0.5)
+    # Saturated scores keep a finite logit: 0 and 1 map to finite, ordered values.
+    edge = calibrate(np.array([0.0, 1.0], np.float32), 3.0)
+    assert 0 < edge[0] < 0.01 and 0.99 < edge[1] < 1
+
+
+def test_threshold_on_calibrated_scores_makes_the_same_calls():
+    y, p = scores(3.0, n=2000, seed=3)
+    t = fit_temperature(y, p)
+    raw_cut, raw_bal = choose_threshold(y, p)
+    cut, bal = choose_threshold(y, calibrate(p, t))
+    assert bal == pytest.approx(raw_bal)  # a monotone map: the same faces on each side
+    assert np.array_equal(p >= raw_cut, calibrate(p, t) >= cut)
+
+
+def test_reliability_diagram_is_written(tmp_path):
+    y, p = scores(3.0, n=500)
+    path = tmp_path / "reliability.png"
+    plot_reliability({"raw": (y, p), "calibrated": (y, calibrate(p, 3.0))}, path, "t")
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.size[0] > 300 and img.size[1] > 300

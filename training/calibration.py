@@ -1,0 +1,164 @@
+"""Calibration of P(fake): a temperature fitted on validation data, and how to measure it.
+
+The page shows P(fake) as a number, so it should mean what it says: of the faces scored 0.8,
+about 80 % should be fake. Temperature scaling (Guo et al. 2017) divides the logit by one
+number T fitted by maximum likelihood on the validation split; T > 1 softens an over-confident
+model, T < 1 sharpens a timid one. It never reorders scores, so ROC-AUC is unchanged; the
+threshold is then chosen on the calibrated scale. Serving applies it (`shared.model.calibrate`).
+
+Expected calibration error (ECE) here is of P(fake) itself, the number the page shows: equal-width
+bins of P(fake), each bin's |share of fakes - mean P(fake)| weighted by its share of images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from shared.model import calibrate
+
+ECE_BINS = 15
+# 1/T is searched in this range: T from 0.01 (sharpen 100x) to 100 (nearly flat).
+INVERSE_T_BOUNDS = (0.01, 100.0)
+
+
+def logits(p: np.ndarray) -> np.ndarray:
+    """logit(p) in float64, with p clipped as `shared.model.calibrate` clips it."""
+    q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(q) - np.log1p(-q)
+
+
+def nll(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean negative log-likelihood (binary cross-entropy) of labels y (1 = fake) under p."""
+    q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(y, np.float64)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+
+def fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
+    """The T > 0 that minimises the NLL of sigmoid(logit(p) / T) on (y, p).
+
+    The NLL is convex in a = 1/T (a logistic regression on one feature without intercept), so a
+    bounded 1-D search finds the optimum. A model no better than chance gets the largest T."""
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(y, np.float64)
+    if len(y) == 0 or y.min() == y.max():
+        raise ValueError("fitting a temperature needs both classes in the validation split")
+    z = logits(p)
+
+    def loss(a: float) -> float:
+        # log(1 + e^{a z}) - y a z, computed stably
+        t = a * z
+        return float(np.mean(np.logaddexp(0.0, t) - y * t))
+
+    found = minimize_scalar(
+        loss, bounds=INVERSE_T_BOUNDS, method="bounded", options={"xatol": 1e-6}
+    )
+    return float(1.0 / found.x)
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Equal-width bins of P(fake): each bin's count, mean P(fake) and share of fakes."""
+    y = np.asarray(y, np.float64)
+    p = np.asarray(p, np.float64)
+    # Bin b holds lo <= p < hi; the last bin also holds p = 1.
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        mask = index == b
+        n = int(mask.sum())
+        out.append(
+            {
+                "lo": b / bins,
+                "hi": (b + 1) / bins,
+                "n": n,
+                "mean_p_fake": float(p[mask].mean()) if n else float("nan"),
+                "fake_share": float(y[mask].mean()) if n else float("nan"),
+            }
+        )
+    return out
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error of P(fake) over `bins` equal-width bins (NaN when empty)."""
+    n = len(y)
+    if n == 0:
+        return float("nan")
+    cells = [b for b in reliability(y, p, bins) if b["n"]]
+    return float(sum(b["n"] / n * abs(b["fake_share"] - b["mean_p_fake"]) for b in cells))
+
+
+def fit_on_valid(y: np.ndarray, p_raw: np.ndarray, bins: int = ECE_BINS) -> tuple[float, dict]:
+    """(T, what model.json records): the temperature and the validation NLL and ECE before
+    and after it."""
+    t = fit_temperature(y, p_raw)
+    p_cal = calibrate(p_raw, t)
+    return t, {
+        "method": "temperature scaling: P(fake) = sigmoid(logit(raw P(fake)) / T), T minimising "
+        "the validation NLL",
+        "temperature": round(t, 6),
+        "n": int(len(y)),
+        "nll_before": round(nll(y, p_raw), 6),
+        "nll_after": round(nll(y, p_cal), 6),
+        "ece_bins": bins,
+        "ece_before": round(ece(y, p_raw, bins), 6),
+        "ece_after": round(ece(y, p_cal, bins), 6),
+    }
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(cut, balanced accuracy): the P(fake) cut, among the scores, maximising balanced
+    accuracy on (y, p). With several equal best cuts, the lowest."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    y = np.asarray(y).astype(int)
+    cuts = np.unique(p)
+    scores = [balanced_accuracy_score(y, (p >= t).astype(int)) for t in cuts]
+    best = int(np.argmax(scores))
+    return float(cuts[best]), float(scores[best])
+
+
+def plot_reliability(
+    groups: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: Path,
+    title: str,
+    bins: int = ECE_BINS,
+) -> None:
+    """Reliability diagram: share of fakes against mean P(fake) per bin (the diagonal is
+    perfect calibration), each group's ECE in its legend, and how many images each bin holds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(6, 6.5), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="perfectly calibrated")
+    edges = np.linspace(0, 1, bins + 1)
+    for name, (y, p) in groups.items():
+        if len(y) == 0:
+            continue
+        rows = [b for b in reliability(y, p, bins) if b["n"]]
+        ax.plot(
+            [b["mean_p_fake"] for b in rows],
+            [b["fake_share"] for b in rows],
+            "o-",
+            label=f"{name} (n={len(y)}, ECE {ece(y, p, bins):.3f})",
+        )
+        hist.hist(np.asarray(p), bins=edges, histtype="step", label=name)
+    ax.set(
+        ylabel="share that is fake",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    hist.set(xlabel=f"P(fake) ({bins} equal-width bins)", ylabel="images")
+    hist.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
