@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 KAGGLE = DATA / "real-vs-fake"
 FAIRFACE = DATA / "fairface"
+UNSPLASH = DATA / "stylegan2-unsplash"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
 
 
@@ -57,33 +58,68 @@ def prepared(tmp_path_factory) -> Path:
 # ---- readers -----------------------------------------------------------------------------
 
 
-def test_readers_count_the_shared_data():
-    from training.datasets import read_source
+def data_md_tables() -> dict[str, dict[tuple[str, str], int]]:
+    """DATA.md's count tables, per section: {(split, class): n}. The data grows; its own
+    documentation is what the readers must agree with, not numbers copied into this test."""
+    text = need(DATA / "DATA.md").read_text()
+    tables: dict[str, dict[tuple[str, str], int]] = {}
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            section = line[3:].split()[0].rstrip("/")
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] in ("train", "valid", "test"):
+            real, fake = (int(c.replace(",", "")) for c in cells[1:3])
+            tables.setdefault(section, {})[(cells[0], "real")] = real
+            tables[section][(cells[0], "fake")] = fake
+    return tables
 
-    kind, recs = read_source(need(KAGGLE))
-    assert kind == "140k"
-    by = {
+
+def data_md_fairface() -> tuple[int, int]:
+    """(train, val) image counts as DATA.md's FairFace section states them."""
+    import re
+
+    text = need(DATA / "DATA.md").read_text()
+    found = re.search(r"([\d,]+) train \(a random subset\) and ([\d,]+) val", text)
+    assert found, "DATA.md no longer states FairFace's train and val counts"
+    return tuple(int(g.replace(",", "")) for g in found.groups())
+
+
+def split_class_counts(recs) -> dict[tuple[str, str], int]:
+    return {
         (s, c): sum(r.split == s and r.label == c for r in recs)
         for s in ("train", "valid", "test")
         for c in ("real", "fake")
     }
+
+
+def test_readers_count_the_shared_data():
+    from training.datasets import read_source
+
+    tables = data_md_tables()
+    kind, recs = read_source(need(KAGGLE))
+    assert kind == "140k"
     # DATA.md's table; label 1 = real in the Kaggle CSVs.
-    assert by == {
-        ("train", "real"): 345,
-        ("train", "fake"): 630,
-        ("valid", "real"): 74,
-        ("valid", "fake"): 135,
-        ("test", "real"): 75,
-        ("test", "fake"): 136,
-    }
+    assert split_class_counts(recs) == tables["real-vs-fake"]
+    assert {r.source for r in recs} == {"140k"}
     assert all((KAGGLE / r.rel).is_file() for r in recs[:50])
 
+    # The real/-fake/ layout with its own train/valid/test folders: those splits are kept,
+    # not re-carved, and the source is named by its folder.
+    kind, recs = read_source(need(UNSPLASH))
+    assert kind == "realfake"
+    assert split_class_counts(recs) == tables["stylegan2-unsplash"]
+    assert {r.source for r in recs} == {"stylegan2-unsplash"}
+
+    train, val = data_md_fairface()
     kind, recs = read_source(need(FAIRFACE))
-    assert kind == "fairface" and len(recs) == 14999
+    assert kind == "fairface" and len(recs) == train + val
     assert {r.label for r in recs} == {"real"}
-    assert sum(r.split == "test" for r in recs) == 4999  # FairFace val = our audit/test split
+    assert sum(r.split == "test" for r in recs) == val  # FairFace val = the audit's, never trained
     valid = sum(r.split == "valid" for r in recs)
-    assert 800 < valid < 1200  # ~10% of FairFace train, fixed by file name
+    assert 0.07 * train < valid < 0.13 * train  # ~10% of FairFace train, fixed by file name
+    assert sum(r.split == "train" for r in recs) == train - valid
     assert {"age", "gender", "race"} <= set(recs[0].attrs)
 
 
@@ -275,8 +311,16 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
         if r["p_fake"]
     )
     assert float(read_csv(lite_eval / "metrics.csv")[0]["threshold"]) == cut
+    # Export fitted a temperature on valid; serving applies it to what the Keras run said.
+    from shared.model import calibrate
+
+    temperature = spec["output"]["temperature"]
+    fitted = spec["metrics"]["valid"]["calibration"]
+    assert temperature > 0 and fitted["temperature"] == pytest.approx(temperature, rel=1e-5)
+    assert fitted["nll_after"] <= fitted["nll_before"] + 1e-9  # T = 1 was a candidate
     for r in scored:
-        assert abs(float(lite[r["path"]]["p_fake"]) - float(r["p_fake"])) <= 2e-5
+        want = calibrate(np.array([float(r["p_fake"])], np.float32), temperature)[0]
+        assert abs(float(lite[r["path"]]["p_fake"]) - want) <= 2e-5
 
     # Serving's own CLI, from the original JPEGs: same faces, same boxes, same probabilities.
     sources = [r["path"] for r in scored[:6]]
@@ -348,6 +392,74 @@ def test_training_learns_a_learnable_fake(tmp_path):
     )
     state = json.loads((run / "state.json").read_text())
     assert state["best_val_accuracy"] >= 0.85, state
+
+
+@pytest.mark.slow
+def test_source_balance_is_recorded_in_the_run(tmp_path):
+    """Two sources with opposite class mixes, trained with `--balance source`: config.json
+    records every (source, class) cell with an equal share of the loss."""
+    from PIL import Image
+
+    from training.datasets import MANIFEST_FIELDS
+
+    root = tmp_path / "two-sources"
+    rng = np.random.default_rng(1)
+    rows = []
+    # training split: source "a" 24 fakes + 8 reals, source "b" 8 fakes + 24 reals
+    for source, mix in (("a", ["fake"] * 3 + ["real"]), ("b", ["fake"] + ["real"] * 3)):
+        for i in range(40):
+            label = mix[i % 4]
+            rel = f"{source}/{label}/{i}.png"
+            (root / source / label).mkdir(parents=True, exist_ok=True)
+            img = rng.normal(128 + (30 if label == "fake" else -30), 20, (64, 64, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / rel)
+            split = "valid" if i % 5 == 0 else "train"
+            rows.append(
+                {
+                    "source": rel,
+                    "output": rel,
+                    "split": split,
+                    "label": label,
+                    "dataset": source,
+                    "faces": "1",
+                    "status": "ok",
+                }
+            )
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    run = tmp_path / "run"
+    cli(
+        "train",
+        "--data",
+        root,
+        "--model",
+        "baseline",
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--balance",
+        "source",
+        "--out",
+        run,
+        "--quiet",
+        "--no-augment",
+    )
+    balance = json.loads((run / "config.json").read_text())["classes"]["balance"]
+    assert balance["mode"] == "source" and balance["sources"] == ["a", "b"]
+    cells = {(c["source"], c["class"]): c for c in balance["cells"]}
+    assert {k: c["n"] for k, c in cells.items()} == {
+        ("a", "fake"): 24,
+        ("a", "real"): 8,
+        ("b", "fake"): 8,
+        ("b", "real"): 24,
+    }
+    assert all(c["share"] == pytest.approx(0.25) for c in cells.values())
+    assert cells[("a", "real")]["weight"] == pytest.approx(3 * cells[("a", "fake")]["weight"])
 
 
 def test_alignment_drift_is_caught(prepared, tmp_path):

@@ -196,3 +196,103 @@ def test_vgg10_heads_differ_only_after_the_last_block():
     assert kinds["bottleneck"].count("Conv2D") == 9 and "Flatten" in kinds["bottleneck"]
     with pytest.raises(ValueError, match="vgg10 only"):
         build("baseline", 64, 1, head="gap")
+
+
+def _split(cells: dict[tuple[str, str], int]):
+    """A Split of empty pixels whose rows come from the given (source, class) counts."""
+    from training.pipeline import Split
+
+    rows = [
+        {"dataset": source, "label": label, "root": f"/p/{source}"}
+        for (source, label), n in cells.items()
+        for _ in range(n)
+    ]
+    labels = np.array([1.0 if r["label"] == "fake" else 0.0 for r in rows], np.float32)
+    return Split(np.zeros((len(rows), 1, 1, 1), np.uint8), labels, rows)
+
+
+def _cell_sums(split, weights) -> dict[tuple[str, str], float]:
+    sums: dict[tuple[str, str], float] = {}
+    for r, w in zip(split.rows, weights, strict=True):
+        key = (r["dataset"], r["label"])
+        sums[key] = sums.get(key, 0.0) + float(w)
+    return sums
+
+
+def test_source_balance_gives_every_source_class_cell_the_same_weight():
+    """140k-like (more fakes), a second generator (more fakes), FairFace-like (reals only):
+    under `source` each cell carries 1/5 of the loss, so within a source its reals and fakes
+    weigh the same and no source's look predicts the label better than chance."""
+    from training.pipeline import sample_weights
+
+    train = _split(
+        {
+            ("140k", "real"): 30,
+            ("140k", "fake"): 90,
+            ("sg2", "real"): 8,
+            ("sg2", "fake"): 12,
+            ("fairface", "real"): 60,
+        }
+    )
+    val = _split({("140k", "real"): 4, ("140k", "fake"): 8, ("fairface", "real"): 3})
+    train_w, val_w, info = sample_weights(train, val, "source")
+    sums = _cell_sums(train, train_w)
+    assert len(sums) == 5
+    for s in sums.values():
+        assert s == pytest.approx(len(train_w) / 5, rel=1e-6)
+    assert train_w.mean() == pytest.approx(1.0, rel=1e-6)  # the loss keeps its scale
+    for source in ("140k", "sg2"):
+        # the weighted share of fakes within the source: 0.5, the look says nothing
+        assert sums[(source, "fake")] / (sums[(source, "fake")] + sums[(source, "real")]) == (
+            pytest.approx(0.5)
+        )
+    assert info["class_share"] == {"fake": pytest.approx(0.4), "real": pytest.approx(0.6)}
+    assert {(c["source"], c["class"]): c["n"] for c in info["cells"]} == {
+        ("140k", "fake"): 90,
+        ("140k", "real"): 30,
+        ("fairface", "real"): 60,
+        ("sg2", "fake"): 12,
+        ("sg2", "real"): 8,
+    }
+    assert all(c["share"] == pytest.approx(0.2) for c in info["cells"])
+    assert info["sources"] == ["140k", "fairface", "sg2"]
+    # Validation is weighed by its own cells (3 here), not by training's.
+    for s in _cell_sums(val, val_w).values():
+        assert s == pytest.approx(len(val_w) / 3, rel=1e-6)
+
+
+def test_class_and_no_balance_are_unchanged_and_source_reduces_to_class_on_one_source():
+    from training.pipeline import class_weights, sample_weights
+
+    one = _split({("140k", "real"): 30, ("140k", "fake"): 90})
+    cw = class_weights(one.labels)
+    by_class, val_w, info = sample_weights(one, one, "weights")
+    assert info["class_weights"] == cw
+    np.testing.assert_array_equal(
+        by_class, np.where(one.labels == 1.0, cw["fake"], cw["real"]).astype(np.float32)
+    )
+    np.testing.assert_array_equal(val_w, by_class)
+    by_source, _, _ = sample_weights(one, one, "source")
+    np.testing.assert_allclose(by_source, by_class, rtol=1e-6)
+    plain, _, info = sample_weights(one, one, "none")
+    assert np.all(plain == 1.0) and info["class_share"]["fake"] == pytest.approx(0.75)
+    # Class weighting alone leaves a source's look predictive when sources differ in mix.
+    two = _split({("a", "real"): 10, ("a", "fake"): 90, ("b", "real"): 90, ("b", "fake"): 10})
+    w, _, _ = sample_weights(two, two, "weights")
+    sums = _cell_sums(two, w)
+    assert sums[("a", "fake")] / (sums[("a", "fake")] + sums[("a", "real")]) == pytest.approx(0.9)
+    w, _, _ = sample_weights(two, two, "source")
+    sums = _cell_sums(two, w)
+    assert sums[("a", "fake")] / (sums[("a", "fake")] + sums[("a", "real")]) == pytest.approx(0.5)
+
+
+def test_one_class_training_data_and_unknown_modes_are_refused():
+    from training.datasets import DataError
+    from training.pipeline import sample_weights
+
+    reals = _split({("fairface", "real"): 5})
+    for mode in ("weights", "source"):
+        with pytest.raises(DataError, match="only one class"):
+            sample_weights(reals, reals, mode)
+    with pytest.raises(DataError, match="--balance"):
+        sample_weights(reals, reals, "sources")

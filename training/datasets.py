@@ -232,3 +232,9 @@ def usable(rows: list[dict[str, str]], split: str | None) -> list[dict[str, str]
 
 def class_counts(rows: list[dict[str, str]]) -> dict[str, int]:
     return {c: sum(r["label"] == c for r in rows) for c in ("fake", "real")}
+
+
+def source_of(row: dict[str, str]) -> str:
+    """The source a manifest row came from: `prepare`'s `dataset` column (140k, fairface, or
+    the folder name of a real/-fake/ set), else the prepared folder it sits in."""
+    return row.get("dataset") or Path(row.get("root", "")).name or "?"

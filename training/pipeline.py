@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from shared.model import ModelSpec, to_input
 
-from .datasets import DataError, Prepared
+from .datasets import DataError, Prepared, source_of
 
 INLINE_BELOW = 256  # fewer images than this: decode in-process, not worth starting workers
 
@@ -317,3 +317,85 @@ def class_weights(labels: np.ndarray) -> dict[str, float]:
     if fake == 0 or fake == n:
         raise DataError("the training split holds only one class; a detector needs both.")
     return {"fake": n / (2 * fake), "real": n / (2 * (n - fake))}
+
+
+BALANCE_MODES = ("weights", "source", "none")
+BALANCE_RULES = {
+    "weights": "class: each class carries half of the loss (weight n / (2 n_class))",
+    "source": "source x class: every (source, class) cell present carries the same share of "
+    "the loss (weight n / (cells x n_cell)), so within a source its reals and fakes weigh the "
+    "same and a one-class source (FairFace: reals only) weighs as much as any one cell",
+    "none": "none: every image weighs 1",
+}
+
+
+def _cell_keys(rows: list[dict[str, str]], labels: np.ndarray) -> list[tuple[str, str]]:
+    return [
+        (source_of(r), "fake" if y == 1.0 else "real") for r, y in zip(rows, labels, strict=True)
+    ]
+
+
+def cell_weights(rows: list[dict[str, str]], labels: np.ndarray) -> np.ndarray:
+    """Per-image weights n / (K n_cell) over the K (source, class) cells present.
+
+    They average 1, so the loss keeps its scale; every cell sums to n / K."""
+    keys = _cell_keys(rows, labels)
+    counts: dict[tuple[str, str], int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    n, k_cells = len(keys), len(counts)
+    return np.array([n / (k_cells * counts[k]) for k in keys], np.float32)
+
+
+def describe_cells(rows: list[dict[str, str]], labels: np.ndarray, weights: np.ndarray) -> list:
+    """Each (source, class) cell: images, weight per image, and its share of the whole loss."""
+    keys = _cell_keys(rows, labels)
+    total = float(np.sum(weights))
+    cells = []
+    for key in sorted(set(keys)):
+        mask = np.array([k == key for k in keys])
+        w = weights[mask]
+        cells.append(
+            {
+                "source": key[0],
+                "class": key[1],
+                "n": int(mask.sum()),
+                "weight": round(float(w.mean()), 6),
+                "share": round(float(w.sum()) / total, 6),
+            }
+        )
+    return cells
+
+
+def sample_weights(train: Split, val: Split, mode: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(train weights, validation weights, what was done) for `--balance MODE`.
+
+    `weights` (class) and `none` weigh validation with the training split's class weights, as
+    runs before per-source balance did; `source` applies its rule to each split's own cells, so
+    the best checkpoint is the one with the lowest per-source-balanced validation loss."""
+    if mode not in BALANCE_MODES:
+        raise DataError(f"--balance {mode!r}: choose from {', '.join(BALANCE_MODES)}.")
+    info: dict = {"mode": mode, "rule": BALANCE_RULES[mode]}
+    if mode == "source":
+        class_weights(train.labels)  # refuses a one-class training set, as the class rule does
+        train_w = cell_weights(train.rows, train.labels)
+        val_w = cell_weights(val.rows, val.labels)
+        # One mean weight per class, comparable with the class rule's two numbers.
+        info["class_weights"] = {
+            c: float(train_w[(train.labels == 1.0) == (c == "fake")].mean())
+            for c in ("fake", "real")
+        }
+    else:
+        cw = class_weights(train.labels) if mode == "weights" else {"fake": 1.0, "real": 1.0}
+        train_w = np.where(train.labels == 1.0, cw["fake"], cw["real"]).astype(np.float32)
+        val_w = np.where(val.labels == 1.0, cw["fake"], cw["real"]).astype(np.float32)
+        info["class_weights"] = cw
+    total = float(train_w.sum())
+    info["class_share"] = {
+        c: round(float(train_w[(train.labels == 1.0) == (c == "fake")].sum()) / total, 6)
+        for c in ("fake", "real")
+    }
+    info["cells"] = describe_cells(train.rows, train.labels, train_w)
+    info["valid_cells"] = describe_cells(val.rows, val.labels, val_w)
+    info["sources"] = sorted({source_of(r) for r in train.rows})
+    return train_w, val_w, info

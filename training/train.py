@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .datasets import DataError, class_counts, read_prepared, usable
-from .pipeline import Augment, class_weights, load_split, make_dataset
+from .pipeline import BALANCE_MODES, Augment, load_split, make_dataset, sample_weights
 
 # training.models imports Keras (seconds); the CLI must not pay that for `--help` or `prepare`.
 MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121", "efficientnet_lite0")
@@ -144,7 +144,6 @@ def train(
     """Train (or continue) the run in `out`; returns its final state."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from .models import build
@@ -172,16 +171,15 @@ def train(
     )
     train_split = load_split(prepared, "train", **load)
     val_split = load_split(prepared, cfg["val_split"], **load)
-    if cfg["balance"] == "weights":
-        cw = class_weights(train_split.labels)
-    else:
-        cw = {"fake": 1.0, "real": 1.0}
-    weight_of = lambda labels: np.where(labels == 1.0, cw["fake"], cw["real"])  # noqa: E731
+    # Loss weights per image: by class, by (source, class) cell, or none (pipeline.py).
+    train_w, val_w, balance = sample_weights(train_split, val_split, cfg["balance"])
+    cw = balance["class_weights"]
     cfg["classes"] = {
         "positive": "fake",
         "train": train_split.counts(),
         "valid": val_split.counts(),
         "class_weights": cw,
+        "balance": balance,
         "by_folder": {
             str(p.root): {s: class_counts(usable(p.rows, s)) for s in ("train", cfg["val_split"])}
             for p in prepared
@@ -241,7 +239,7 @@ def train(
         val_split.labels,
         spec,
         cfg["batch_size"],
-        weights=weight_of(val_split.labels),
+        weights=val_w,
     )
     if verbose:
         print(
@@ -256,7 +254,7 @@ def train(
             train_split.labels,
             spec,
             cfg["batch_size"],
-            weights=weight_of(train_split.labels),
+            weights=train_w,
             shuffle_seed=cfg["seed"],
             epoch=epoch,
             augment=augment,
@@ -395,9 +393,10 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--balance",
-        choices=["weights", "none"],
+        choices=BALANCE_MODES,
         default="weights",
-        help="class balance: loss weights n/(2 n_class) (default) or none",
+        help="loss weights: weights = by class, n/(2 n_class) (default); source = every "
+        "(source, class) cell of the --data folders weighs the same, n/(cells n_cell); none",
     )
     p.add_argument(
         "--val-split",
