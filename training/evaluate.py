@@ -1,9 +1,11 @@
 """`evaluate`: a trained run or an exported model on a split of prepared data.
 
 Positive class: fake. Writes metrics.csv / .md / .tex (the paper's Tables 4-8: accuracy, F1,
-precision, recall, plus ROC-AUC, average precision and the confusion matrix), predictions.csv
-(the columns of `python -m shared predict`, then true_label, split, dataset and attributes) and
-roc_pr.png.
+precision, recall, plus ROC-AUC, average precision, the confusion matrix and the expected
+calibration error of P(fake)), predictions.csv (the columns of `python -m shared predict`, then
+true_label, split, dataset and attributes), roc_pr.png, reliability.png / reliability.csv (the
+calibration of P(fake)), evaluation.json (what was scored, which sources the model never trained
+on) and, with `--robustness`, robustness.csv / .md (accuracy drop per degradation).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 
 from shared.cli import COLUMNS
 
-from .datasets import MANIFEST_FIELDS, DataError, read_prepared
+from .calibration import ECE_BINS, ece, plot_reliability, reliability
+from .datasets import MANIFEST_FIELDS, DataError, Prepared, read_prepared, source_of
+from .robustness import TARGETS, VARIANTS
 
 # The columns of `python -m shared predict`, so both CSVs feed the fairness audit alike.
 PREDICT_FIELDS = COLUMNS
@@ -32,6 +36,7 @@ METRIC_FIELDS = [
     "recall",
     "roc_auc",
     "average_precision",
+    "ece",
     "tp",
     "fp",
     "fn",
@@ -57,6 +62,7 @@ def metrics(y_true: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict:
         "recall": m.recall_score(y_true, y_pred, zero_division=nan),
         "roc_auc": m.roc_auc_score(y_true, p_fake) if both else nan,
         "average_precision": m.average_precision_score(y_true, p_fake) if both else nan,
+        "ece": ece(y_true, p_fake),
         "tp": int(tp),
         "fp": int(fp),
         "fn": int(fn),
@@ -114,6 +120,7 @@ def write_tables(table: list[dict], out: Path, title: str, notes: list[str]) -> 
         "Recall",
         "ROC-AUC",
         "AP",
+        "ECE",
         "TP",
         "FP",
         "FN",
@@ -136,9 +143,9 @@ def write_tables(table: list[dict], out: Path, title: str, notes: list[str]) -> 
         r"% " + title,
         r"\begin{table}[t]",
         r"\centering",
-        r"\begin{tabular}{lrrrrrr}",
+        r"\begin{tabular}{lrrrrrrr}",
         r"\toprule",
-        r"Group & Accuracy & F1 & Precision & Recall & ROC-AUC & AP \\",
+        r"Group & Accuracy & F1 & Precision & Recall & ROC-AUC & AP & ECE \\",
         r"\midrule",
     ]
     tex += [
@@ -146,7 +153,15 @@ def write_tables(table: list[dict], out: Path, title: str, notes: list[str]) -> 
             [esc(r["group"])]
             + [
                 _fmt(r[c]).replace("—", "--")
-                for c in ("accuracy", "f1", "precision", "recall", "roc_auc", "average_precision")
+                for c in (
+                    "accuracy",
+                    "f1",
+                    "precision",
+                    "recall",
+                    "roc_auc",
+                    "average_precision",
+                    "ece",
+                )
             ]
         )
         + r" \\"
@@ -192,6 +207,165 @@ def plot_curves(groups: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, tit
     plt.close(fig)
 
 
+def _jsonable(value):
+    """NaN (an undefined metric) as null: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def trained_sources(model_dir: Path) -> list[str] | None:
+    """The sources (manifest `dataset` names) the model was trained on, as its run recorded them
+    (config.json, or model.json for an exported model); None when it did not record them."""
+    from shared.model import SPEC_FILE
+
+    for name, keys in ((SPEC_FILE, ("training", "classes")), ("config.json", ("classes",))):
+        path = model_dir / name
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            for k in keys:
+                doc = doc.get(k) or {}
+            found = (doc.get("balance") or {}).get("sources")
+            return sorted(found) if found else None
+    return None
+
+
+def _only_sources(prepared: list[Prepared], sources: list[str]) -> list[Prepared]:
+    """The prepared folders with only the rows of the named sources (`--source`)."""
+    present = sorted({source_of({**r, "root": str(p.root)}) for p in prepared for r in p.rows})
+    unknown = [s for s in sources if s not in present]
+    if unknown:
+        raise DataError(
+            f"--source {', '.join(unknown)}: not in the data; its sources are "
+            f"{', '.join(present) or 'none'}."
+        )
+    return [
+        Prepared(p.root, [r for r in p.rows if source_of({**r, "root": str(p.root)}) in sources])
+        for p in prepared
+    ]
+
+
+def _source_roots(prepared: list[Prepared]) -> dict[str, Path]:
+    """Each prepared folder's source folder (from prepare.json), keyed by the folder."""
+    roots = {}
+    for p in prepared:
+        info = p.root / "prepare.json"
+        roots[str(p.root)] = (
+            Path(json.loads(info.read_text())["source"]) if info.is_file() else p.root
+        )
+    return roots
+
+
+ROBUSTNESS_FIELDS = [
+    "variant",
+    "applied_to",
+    "images",
+    "scored",
+    "no_face",
+    "accuracy",
+    "clean_accuracy",
+    "accuracy_drop",
+    "roc_auc",
+    "clean_roc_auc",
+    "ece",
+    "clean_ece",
+    "threshold",
+]
+
+
+def robustness_table(
+    chosen,
+    p_clean: np.ndarray,
+    roots: dict[str, Path],
+    variants: list[str],
+    target: str,
+    spec,
+    predict,
+    threshold: float,
+    out: Path,
+    title: str,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> list[dict]:
+    """Score every variant; compare each with the clean scores of the same images (a degraded
+    photo with no face found is left out of both); write robustness.csv / .md and the scores."""
+    from .robustness import score_variant, source_paths
+
+    if target == "photo":
+        missing = sorted(
+            {r["root"] for r in chosen.rows if not (Path(r["root"]) / "prepare.json").is_file()}
+        )
+        if missing:
+            raise DataError(
+                f"{', '.join(missing)}: no prepare.json, so the source photos are unknown; "
+                "pass --robustness-on crop."
+            )
+    paths = source_paths(chosen.rows, target, roots)
+    y = chosen.labels.astype(int)
+    table, scores = [], {}
+    for variant in variants:
+        p = score_variant(paths, variant, target, spec, predict, workers, quiet)
+        scores[variant] = p
+        ok = ~np.isnan(p)
+        now = metrics(y[ok], p[ok], threshold)
+        clean = metrics(y[ok], p_clean[ok], threshold)
+        table.append(
+            {
+                "variant": variant,
+                "applied_to": "source photo, then serving's detection and alignment"
+                if target == "photo"
+                else "aligned crop",
+                "images": len(y),
+                "scored": int(ok.sum()),
+                "no_face": int((~ok).sum()),
+                "accuracy": now["accuracy"],
+                "clean_accuracy": clean["accuracy"],
+                "accuracy_drop": clean["accuracy"] - now["accuracy"],
+                "roc_auc": now["roc_auc"],
+                "clean_roc_auc": clean["roc_auc"],
+                "ece": now["ece"],
+                "clean_ece": clean["ece"],
+                "threshold": threshold,
+            }
+        )
+    with (out / "robustness.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ROBUSTNESS_FIELDS)
+        writer.writeheader()
+        writer.writerows(table)
+    with (out / "robustness_predictions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "true_label", "dataset", "p_clean", *variants])
+        for i, r in enumerate(chosen.rows):
+            cells = ["" if np.isnan(scores[v][i]) else f"{scores[v][i]:.6f}" for v in variants]
+            writer.writerow([paths[i], r["label"], r["dataset"], f"{p_clean[i]:.6f}", *cells])
+    head = ["Variant", "Scored", "No face", "Accuracy", "Clean accuracy", "Drop (points)"]
+    head += ["ROC-AUC", "Clean ROC-AUC", "ECE"]
+    md = [
+        f"# Robustness: {title}",
+        "",
+        f"Each variant is applied to the {table[0]['applied_to'] if table else target}; "
+        '"clean" is the same images\' score without it, so the drop compares like with like. '
+        f"Threshold {threshold:g} on P(fake).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    md += [
+        f"| {r['variant']} | {r['scored']} | {r['no_face']} | {_fmt(r['accuracy'])} | "
+        f"{_fmt(r['clean_accuracy'])} | {100 * r['accuracy_drop']:.1f} | {_fmt(r['roc_auc'])} | "
+        f"{_fmt(r['clean_roc_auc'])} | {_fmt(r['ece'])} |"
+        for r in table
+    ]
+    (out / "robustness.md").write_text("\n".join(md) + "\n")
+    return table
+
+
 def evaluate(
     model_dir: Path,
     data: list[Path],
@@ -203,12 +377,17 @@ def evaluate(
     workers: int | None = None,
     cache_dir: Path | None = None,
     quiet: bool = False,
+    sources: list[str] | None = None,
+    robustness: list[str] | None = None,
+    robustness_on: str = "photo",
 ) -> list[dict]:
     from .pipeline import load_split
 
     predict, spec, described = load_predictor(model_dir, checkpoint)
     threshold = spec.threshold if threshold is None else threshold
     prepared = [read_prepared(d) for d in data]
+    if sources:
+        prepared = _only_sources(prepared, sources)
     chosen = load_split(prepared, split, spec.size, spec.color, workers, cache_dir, quiet)
     p_fake = np.empty(len(chosen.labels), np.float32)
     batch = 256  # bounded memory whatever the split's size
@@ -217,9 +396,9 @@ def evaluate(
         p_fake[i : i + batch] = predict(x * np.float32(spec.scale) + np.float32(spec.offset))
 
     rows, attr_keys = [], []
+    roots = _source_roots(prepared)
     for p in prepared:
-        info = p.root / "prepare.json"
-        src = Path(json.loads(info.read_text())["source"]) if info.is_file() else p.root
+        src = roots[str(p.root)]
         extra = [k for k in (p.rows[0] if p.rows else {}) if k not in attr_keys]
         attr_keys += [k for k in extra if k not in MANIFEST_FIELDS]
         for r in p.rows:
@@ -274,11 +453,32 @@ def evaluate(
             mask = np.array([x == v for x in values])
             groups[f"{col}={v}"] = (y[mask], p_fake[mask])
     table = [{"group": g, **metrics(yt, pt, threshold)} for g, (yt, pt) in groups.items()]
+    scored_sources = sorted({source_of(r) for r in chosen.rows})
+    seen = trained_sources(model_dir)
+    held_out = None if seen is None else [s for s in scored_sources if s not in seen]
     title = f"{described} on {', '.join(p.name for p in prepared)} [{split}]"
+    if sources:
+        title += f" (source: {', '.join(sources)})"
     notes = [
         f"threshold {threshold:g} on P(fake); {len(y)} images scored "
-        f"({int(y.sum())} fake, {len(y) - int(y.sum())} real)."
+        f"({int(y.sum())} fake, {len(y) - int(y.sum())} real).",
+        (
+            f"P(fake) calibrated with temperature {spec.temperature:.4g}"
+            if spec.temperature != 1.0
+            else "P(fake) uncalibrated (temperature 1)"
+        )
+        + f"; ECE over {ECE_BINS} equal-width bins of P(fake).",
     ]
+    if held_out is not None:
+        notes.append(
+            f"sources scored: {', '.join(scored_sources)}; the model trained on "
+            f"{', '.join(seen)}"
+            + (
+                f"; **held out** (never trained on): {', '.join(held_out)}."
+                if held_out
+                else "; none held out."
+            )
+        )
     if skipped:
         notes.append(
             "not scored (no aligned face or no label): "
@@ -287,6 +487,42 @@ def evaluate(
         )
     write_tables(table, out, title, notes)
     plot_curves(groups, out, title)
+    plot_reliability(groups, out / "reliability.png", f"Reliability of P(fake): {title}")
+    with (out / "reliability.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["group", "lo", "hi", "n", "mean_p_fake", "fake_share"])
+        writer.writeheader()
+        for g, (yt, pt) in groups.items():
+            for b in reliability(yt, pt):
+                writer.writerow({"group": g, **b})
+    summary = {
+        "model": described,
+        "data": [str(p.root) for p in prepared],
+        "split": split,
+        "sources": sources or None,
+        "sources_scored": scored_sources,
+        "trained_sources": seen,
+        "held_out_sources": held_out,
+        "threshold": threshold,
+        "temperature": spec.temperature,
+        "all": {k: v for k, v in table[0].items() if k != "group"},
+    }
+    if robustness:
+        rob = robustness_table(
+            chosen,
+            p_fake,
+            roots,
+            robustness,
+            robustness_on,
+            spec,
+            predict,
+            threshold,
+            out,
+            title,
+            workers,
+            quiet,
+        )
+        summary["robustness"] = rob
+    (out / "evaluation.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     return table
 
 
@@ -304,15 +540,20 @@ def run(args) -> int:
             args.workers,
             Path(args.cache_dir) if args.cache_dir else None,
             args.quiet,
+            args.source,
+            None if args.robustness is None else (args.robustness or list(VARIANTS)),
+            args.robustness_on,
         )
     except DataError as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
     print((out / "metrics.md").read_text())
+    if (out / "robustness.md").is_file() and args.robustness:
+        print((out / "robustness.md").read_text())
     a = table[0]
     print(
-        f"{out}: accuracy {a['accuracy']:.4f}, F1 {a['f1']:.4f}, ROC-AUC {a['roc_auc']:.4f} "
-        f"(positive = fake)"
+        f"{out}: accuracy {a['accuracy']:.4f}, F1 {a['f1']:.4f}, ROC-AUC {a['roc_auc']:.4f}, "
+        f"ECE {a['ece']:.4f} (positive = fake)"
     )
     return 0
 
@@ -354,6 +595,29 @@ def register(sub) -> None:
         choices=["best", "last"],
         default="best",
         help="which checkpoint of a run folder (best)",
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME",
+        help="score only this source (a manifest `dataset`: 140k, fairface, stylegan2-unsplash, "
+        "...); repeat for several. evaluation.json and metrics.md say whether the model ever "
+        "trained on it (leave-source-out)",
+    )
+    p.add_argument(
+        "--robustness",
+        nargs="*",
+        choices=VARIANTS,
+        metavar="VARIANT",
+        help=f"also score degraded copies and report the accuracy drop: {', '.join(VARIANTS)} "
+        "(all three when none is named); robustness.csv / .md",
+    )
+    p.add_argument(
+        "--robustness-on",
+        choices=TARGETS,
+        default="photo",
+        help="degrade the source photo, then detect and align it with serving's code (photo, "
+        "default), or the prepared aligned crop (crop: fast, no detection)",
     )
     p.add_argument("--workers", type=int, default=None, help="decoding processes (all cores)")
     p.add_argument("--cache-dir", help="where decoded pixels are cached (DIR/cache)")
