@@ -56,7 +56,7 @@ def model_dir(tmp_path: Path) -> Path:
         "file": "model.tflite",
         "input": {"size": 64, "color": "gray", "scale": 1 / 255, "offset": 0.0},
         "align_size": 256,
-        "output": {"activation": "sigmoid", "positive_class": "fake"},
+        "output": {"activation": "sigmoid", "positive_class": "fake", "temperature": 1.7345},
         "threshold": 0.6123,
         "trained_on": "tiny-set: 11 fake + 7 real",
         "architecture": "vgg10",
@@ -71,7 +71,20 @@ def model_dir(tmp_path: Path) -> Path:
                 "class_weights": {"fake": 0.818, "real": 1.286},
             },
         },
-        "metrics": {"valid": {"threshold_rule": "maximises balanced accuracy on this split"}},
+        "metrics": {
+            "valid": {
+                "threshold_rule": "maximises balanced accuracy on this split",
+                "calibration": {
+                    "temperature": 1.7345,
+                    "n": 8,
+                    "nll_before": 0.5555,
+                    "nll_after": 0.4444,
+                    "ece_bins": 15,
+                    "ece_before": 0.1212,
+                    "ece_after": 0.0321,
+                },
+            }
+        },
     }
     (d / "model.json").write_text(json.dumps(doc))
     write_csv(
@@ -90,10 +103,37 @@ def model_dir(tmp_path: Path) -> Path:
                 recall=0.9286,
                 roc_auc=0.9123,
                 average_precision=0.9345,
+                ece=0.0456,
             )
         ],
     )
     write_png(d / "eval" / "roc_pr.png", (200, 0, 0))
+    write_png(d / "eval" / "reliability.png", (200, 200, 0))
+    write_csv(
+        d / "eval" / "robustness.csv",
+        [
+            {
+                "variant": v,
+                "applied_to": "source photo, then serving's detection and alignment",
+                "images": 20,
+                "scored": scored,
+                "no_face": 20 - scored,
+                "accuracy": acc,
+                "clean_accuracy": clean,
+                "accuracy_drop": clean - acc,
+                "roc_auc": 0.8811,
+                "clean_roc_auc": 0.9123,
+                "ece": 0.0777,
+                "clean_ece": 0.0456,
+                "threshold": 0.6123,
+            }
+            for v, scored, acc, clean in (
+                ("jpeg75", 20, 0.8, 0.85),
+                ("half", 19, 0.7, 0.85),
+                ("half+jpeg75", 18, 0.65, 0.8),
+            )
+        ],
+    )
     base = {"face": "0", "x": 1, "y": 1, "w": 9, "h": 9, "error": "", "split": "test"}
     preds = []
     for i, (truth, label) in enumerate([("real", "fake")] + [("real", "real")] * 3):
@@ -337,13 +377,34 @@ def test_compare_bad_run_is_one_sentence(two_runs, tmp_path, capsys):
 # --- report --------------------------------------------------------------------------------
 
 
+def leave_out_eval(tmp_path: Path) -> Path:
+    """An `evaluate` output of a run that never trained on stylegan2-unsplash, scored on it."""
+    d = tmp_path / "lso"
+    write_csv(
+        d / "metrics.csv",
+        [metrics_row(193, 0.8612, 90, 10, 17, 76, 0.6123, roc_auc=0.9377, ece=0.0612)],
+    )
+    (d / "evaluation.json").write_text(
+        json.dumps(
+            {
+                "model": "tiny-lso (LiteRT)",
+                "split": "test",
+                "sources_scored": ["stylegan2-unsplash"],
+                "trained_sources": ["140k", "fairface"],
+                "held_out_sources": ["stylegan2-unsplash"],
+            }
+        )
+    )
+    return d
+
+
 def render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path, out=None):
     cmp = tmp_path / "cmp"
     assert main(["compare", *map(str, two_runs), "--out", str(cmp)]) == 0
     preds, labels = fairface_csv
     args = ["report", str(model_dir), "--fairness", str(fairness_dir)]
     args += ["--fairface-predictions", str(preds), "--labels", str(labels)]
-    args += ["--comparison", str(cmp)]
+    args += ["--comparison", str(cmp), "--leave-source-out", str(leave_out_eval(tmp_path))]
     if out:
         args += ["--out", str(out)]
     assert main(args) == 0
@@ -376,6 +437,15 @@ def test_card_carries_the_numbers_of_its_files(
         # comparison: the selected run and its rule
         assert "rgb" in text and "(selected)" in text and "Selection rule" in text
         assert "make model" in text
+        # calibration: the temperature, valid NLL/ECE before and after, the test ECE
+        assert "T = 1.7345" in text and re.search(r"after\W+0\.4444\W+0\.0321", text)
+        assert re.search(r"before\W+0\.5555\W+0\.1212", text) and "0.0456" in text
+        # robustness: accuracy and drop in points per variant
+        assert re.search(r"half\W+19\W+1\W+0\.7000\W+0\.8500\W+15\.0", text)
+        assert re.search(r"jpeg75\W+20\W+0\W+0\.8000\W+0\.8500\W+5\.0", text)
+        # leave-source-out: what it was trained on, what it never saw, its ROC-AUC
+        assert "140k, fairface" in text and "held out: **stylegan2-unsplash**" in md
+        assert re.search(r"all\W+193\W+0\.8612\W+0\.9377", text)
         assert "Not measured" not in text  # the boxes; Grad-CAM says "not measured" inline
         assert "FFHQ (CC BY-NC-SA 4.0)" in text and "FairFace (CC BY 4.0)" in text
     assert "dlib found a face in 50.0 % of 2 Black" in md
@@ -389,7 +459,7 @@ def test_html_is_self_contained(model_dir, fairness_dir, fairface_csv, two_runs,
     assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
     assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", html, re.I)
     assert "url(" not in html  # no CSS load either
-    assert len(refs) == 5  # roc_pr, accuracy, loss, fairness, comparison
+    assert len(refs) == 6  # roc_pr, reliability, accuracy, loss, fairness, comparison
 
 
 def test_inputs_are_copied_and_the_card_re_renders_from_the_folder_alone(
@@ -404,6 +474,8 @@ def test_inputs_are_copied_and_the_card_re_renders_from_the_folder_alone(
         "comparison/comparison.png",
         "fairface-val/metrics.csv",
         "fairface-val/no_face_by_group.csv",
+        "leave-source-out/metrics.csv",
+        "leave-source-out/evaluation.json",
     ):
         assert (model_dir / rel).is_file(), rel
     assert "](eval/roc_pr.png)" in md  # Markdown images relative to the card
@@ -433,7 +505,14 @@ def test_missing_inputs_say_not_measured(tmp_path):
     for title in ("Data", "Learning curves", "Fairness", "Training recipes compared"):
         body = next(s for s in sections if s.startswith(title))
         assert "**Not measured**" in body, title
-    for sub in ("### Test split", "### FairFace val", "### No face found"):
+    for sub in (
+        "### Test split",
+        "### FairFace val",
+        "### No face found",
+        "### Calibration",
+        "### Robustness",
+        "### Leave-source-out",
+    ):
         assert "**Not measured**" in md.split(sub)[1].split("###")[0], sub
     assert "Not measured</strong>" in html
     assert not re.search(r"\b0\.\d{4}\b", md.split("## Metrics")[1])  # no figure was invented

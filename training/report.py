@@ -30,6 +30,9 @@ DEFAULT_LABELS = (
 FAIRNESS_FILES = ["fairness.csv", "fairness_groups.csv", "fairness.md", "fairness.png"]
 FAIRNESS_FILES += ["fairness.json"]
 COMPARISON_FILES = ["comparison.csv", "comparison.md", "comparison.png"]
+# An `evaluate` output of the same recipe trained without a source, scored on that source.
+LEAVE_OUT_FILES = ["metrics.csv", "metrics.md", "evaluation.json", "reliability.png"]
+LEAVE_OUT_DIR = "leave-source-out"
 FAIRFACE_FILES = ["metrics.csv", "no_face_by_group.csv"]
 # Not "fairface/": that name belongs to the data set, and the model folder holds only a summary.
 FAIRFACE_DIR = "fairface-val"
@@ -256,11 +259,23 @@ def section_data(doc: dict, test: dict | None, fairface: dict | None) -> dict:
     if fairface:
         n = fairface["scored"]
         rows.append(["FairFace val (faces found)", 0, n, n, f"{FAIRFACE_DIR}/metrics.csv"])
+    balance = classes.get("balance") or {}
+    cells = None
+    if balance.get("cells"):
+        cells = table(
+            ["Source", "Class", "Training images", "Weight per image", "Share of the loss"],
+            [
+                [c["source"], c["class"], c["n"], f3(c["weight"]), pct(c["share"])]
+                for c in balance["cells"]
+            ],
+        )
     return {
         "trained_on": doc.get("trained_on", ""),
         "table": table(["Split", "Fake", "Real", "Total", "From"], rows) if rows else None,
         "weights": classes.get("class_weights"),
         "balance": doc.get("training", {}).get("balance"),
+        "rule": balance.get("rule", ""),
+        "cells": cells,
     }
 
 
@@ -279,6 +294,7 @@ def section_test(model_dir: Path, out: Path) -> dict | None:
             f4(r["recall"]),
             f4(r["roc_auc"]),
             f4(r.get("average_precision")),
+            f4(r.get("ece")),
             r.get("tp", ""),
             r.get("fp", ""),
             r.get("fn", ""),
@@ -286,12 +302,95 @@ def section_test(model_dir: Path, out: Path) -> dict | None:
         ]
         for r in rows
     ]
-    head = ["Group", "n", "Accuracy", "F1", "Precision", "Recall", "ROC-AUC", "AP"]
+    head = ["Group", "n", "Accuracy", "F1", "Precision", "Recall", "ROC-AUC", "AP", "ECE"]
     return {
         "all": next((r for r in rows if r["group"] == "all"), rows[0]),
         "table": table([*head, "TP", "FP", "FN", "TN"], rows_out),
         "threshold": f3(rows[0].get("threshold"), 4),
         "figure": figure(model_dir / "eval" / "roc_pr.png", out, "ROC and precision-recall"),
+    }
+
+
+def section_calibration(model_dir: Path, doc: dict, test: dict | None, out: Path) -> dict | None:
+    """The temperature serving applies, what it did on the valid split, the test split's ECE
+    and reliability diagram; None when the model was exported before calibration existed and
+    nothing was measured."""
+    temperature = (doc.get("output") or {}).get("temperature")
+    fitted = doc.get("metrics", {}).get("valid", {}).get("calibration") or {}
+    fig = figure(model_dir / "eval" / "reliability.png", out, "Reliability of P(fake), test")
+    test_ece = test["all"].get("ece") if test else None
+    if temperature is None and not fitted and fig is None and not test_ece:
+        return None
+    rows = []
+    if fitted:
+        rows.append(
+            [
+                f"valid ({fitted.get('n', '?')}), before",
+                f4(fitted.get("nll_before")),
+                f4(fitted.get("ece_before")),
+            ]
+        )
+        rows.append(
+            [
+                f"valid ({fitted.get('n', '?')}), after",
+                f4(fitted.get("nll_after")),
+                f4(fitted.get("ece_after")),
+            ]
+        )
+    if test_ece:
+        rows.append([f"test ({test['all'].get('n', '?')}), served", "—", f4(test_ece)])
+    return {
+        "temperature": f3(temperature if temperature is not None else 1.0, 4),
+        "fitted": bool(fitted),
+        "bins": fitted.get("ece_bins", 15),
+        "table": table(["Split", "NLL", "ECE"], rows) if rows else None,
+        "figure": fig,
+    }
+
+
+def section_robustness(model_dir: Path) -> dict | None:
+    path = model_dir / "eval" / "robustness.csv"
+    if not path.is_file():
+        return None
+    rows = read_csv(path, ["variant", "scored", "accuracy", "clean_accuracy", "accuracy_drop"])
+    body = [
+        [
+            r["variant"],
+            r["scored"],
+            r.get("no_face", ""),
+            f4(r["accuracy"]),
+            f4(r["clean_accuracy"]),
+            f3(100 * num(r["accuracy_drop"]), 1),
+            f4(r.get("roc_auc")),
+            f4(r.get("ece")),
+        ]
+        for r in rows
+    ]
+    head = ["Variant", "Scored", "No face", "Accuracy", "Clean accuracy", "Drop (points)"]
+    return {
+        "applied_to": rows[0].get("applied_to", "") if rows else "",
+        "table": table([*head, "ROC-AUC", "ECE"], body),
+        "worst": max((num(r["accuracy_drop"]) for r in rows), default=math.nan),
+    }
+
+
+def section_leave_out(folder: Path | None) -> dict | None:
+    """The same recipe trained without a source, scored on that source (an `evaluate` output)."""
+    if folder is None:
+        return None
+    rows = read_csv(folder / "metrics.csv", ["group", "n", "accuracy", "roc_auc"])
+    meta = read_json(folder / "evaluation.json") if (folder / "evaluation.json").is_file() else {}
+    body = [
+        [r["group"], r["n"], f4(r["accuracy"]), f4(r["roc_auc"]), f4(r.get("ece"))] for r in rows
+    ]
+    held = meta.get("held_out_sources")
+    return {
+        "model": meta.get("model", ""),
+        "split": meta.get("split", ""),
+        "sources": ", ".join(meta.get("sources_scored") or []),
+        "trained": ", ".join(meta.get("trained_sources") or []) or "unrecorded sources",
+        "held_out": ", ".join(held) if held else "",
+        "table": table(["Group", "n", "Accuracy", "ROC-AUC", "ECE"], body),
     }
 
 
@@ -636,12 +735,17 @@ def build(
     comparison: Path | None = None,
     labels: Path | None = None,
     command: str = "",
+    leave_out: Path | None = None,
 ) -> list[Path]:
     spec_path = model_dir / "model.json"
     if not spec_path.is_file():
         raise ReportError(f"{model_dir}: no model.json there; is it a model folder of `export`?")
     doc = read_json(spec_path)
-    for given, flag in ((fairness, "--fairness"), (comparison, "--comparison")):
+    for given, flag in (
+        (fairness, "--fairness"),
+        (comparison, "--comparison"),
+        (leave_out, "--leave-source-out"),
+    ):
         if given is not None and not given.is_dir():
             raise ReportError(f"{flag} {given}: no such folder.")
     if fairface_predictions is not None and not fairface_predictions.is_file():
@@ -655,6 +759,13 @@ def build(
     )
     comp_dir = stage_folder(
         comparison, model_dir / "comparison", out / "comparison", COMPARISON_FILES, "--comparison"
+    )
+    lso_dir = stage_folder(
+        leave_out,
+        model_dir / LEAVE_OUT_DIR,
+        out / LEAVE_OUT_DIR,
+        LEAVE_OUT_FILES,
+        "--leave-source-out",
     )
     if fairface_predictions is not None:
         use_labels = labels or (DEFAULT_LABELS if DEFAULT_LABELS.is_file() else None)
@@ -704,6 +815,9 @@ def build(
         "explain": can_explain(model_dir),
         "explain_layer": (doc.get("explain") or {}).get("layer", ""),
         "comparison": section_comparison(comp_dir, out),
+        "calibration": section_calibration(model_dir, doc, test, out),
+        "robustness": section_robustness(model_dir),
+        "leave_out": section_leave_out(lso_dir),
         "command": command,
     }
     return render(context, out)
@@ -715,6 +829,7 @@ def _command(args) -> str:
         ("--fairness", args.fairness),
         ("--fairface-predictions", args.fairface_predictions),
         ("--comparison", args.comparison),
+        ("--leave-source-out", args.leave_source_out),
         ("--labels", args.labels),
         ("--out", args.out),
     ):
@@ -734,6 +849,7 @@ def _run(args) -> int:
             args.comparison,
             args.labels,
             _command(args),
+            args.leave_source_out,
         )
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
@@ -768,6 +884,13 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--comparison", type=Path, metavar="DIR", help="a `compare` folder (comparison.csv, ...)"
+    )
+    p.add_argument(
+        "--leave-source-out",
+        type=Path,
+        metavar="DIR",
+        help="an `evaluate` output of the same recipe trained without a source, scored on that "
+        "source (metrics.csv, evaluation.json); kept in OUT/leave-source-out",
     )
     p.add_argument(
         "--labels",
