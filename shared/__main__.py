@@ -18,14 +18,14 @@ def _serve(args: argparse.Namespace) -> int:
     import function_app
 
     from . import api, localhost
-    from .faces import _dlib
+    from .faces import _models
 
     try:
         spec = api.model().spec
     except ModelUnavailable as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    _dlib()  # load the landmark model now, not on the first request
+    _models()  # load the detector and landmark models now, not on the first request
     prefix = localhost.route_prefix(ROOT / "host.json")
     print(
         f"Serving {spec.name} {spec.version} from {api.settings().model_dir} "

@@ -14,7 +14,7 @@ from PIL import Image
 
 from . import explain as explainlib
 from . import faces as facelib
-from .align import face_quad, points_from_landmarks
+from .align import face_quad
 from .errors import Busy, NoFace
 from .fetch import fetch_image
 from .images import Source, fit_within
@@ -41,7 +41,7 @@ class Stopwatch:
 def needed_scale(face: facelib.Face, align_size: int) -> float:
     """The decode scale that loses nothing the FFHQ recipe keeps: it shrinks every face to at
     least twice the output size before warping, so more pixels than that are never used."""
-    quad = face_quad(*points_from_landmarks(face.landmarks))
+    quad = face_quad(*face.points)
     qsize = float(np.hypot(*(quad[3] - quad[0])))
     return min(1.0, 2 * align_size / max(qsize, 1.0))
 
@@ -49,18 +49,17 @@ def needed_scale(face: facelib.Face, align_size: int) -> float:
 def locate_faces(
     src: Source, size: int, watch: Stopwatch
 ) -> tuple[Image.Image, list[facelib.AlignedFace]]:
-    """Detect on a small copy; align each face from a decode as large as alignment needs (the
-    first, reduced JPEG decode usually is). Returns the small copy too."""
-    decoded = src.decode(min_side=facelib.DETECT_SIDE)
+    """Detect on a small decode; place the landmarks and align each face from a decode as large
+    as alignment needs (for a JPEG often still a reduced one). Returns the small decode too."""
+    decoded = src.decode(min_side=facelib.RETRY_SIDE)
     watch.lap("decode")
-    small = fit_within(decoded, facelib.DETECT_SIDE)
-    found = facelib.find_faces(small)
+    found = facelib.detect(decoded)
     watch.lap("detect")
     if not found:
-        raise NoFace("No face was found. Try a photo with one frontal face in good light.")
+        raise NoFace("No face was found. Try a photo with a face in it, in good light.")
     full_w = src.size[0]
     # Faces in full-resolution coordinates, so boxes refer to the photo as uploaded.
-    found = [f.scaled(full_w / small.width) for f in found]
+    found = [f.scaled(full_w / decoded.width) for f in found]
     scale = max(needed_scale(f, size) for f in found)
     if scale * full_w > decoded.width * 1.01:
         big = src.decode(min_side=math.ceil(max(src.size) * scale))
@@ -68,12 +67,14 @@ def locate_faces(
     else:
         big = decoded
     k = big.width / full_w
+    placed = [facelib.landmark(big, f.scaled(k)) for f in found]
+    watch.lap("landmarks")
     aligned = [
-        facelib.AlignedFace(f.box, f.landmarks, f.score, facelib.align(big, f.scaled(k), size))
-        for f in found
+        facelib.AlignedFace(**vars(f.scaled(1 / k)), aligned=facelib.align(big, f, size))
+        for f in placed
     ]
     watch.lap("align")
-    return small, aligned
+    return fit_within(decoded, facelib.RETRY_SIDE), aligned
 
 
 def data_url(img: Image.Image, fmt: str = "PNG") -> str:

@@ -32,9 +32,9 @@ def _init_worker(detector: str) -> None:
 
         _state["mtcnn"] = MTCNN()
     else:
-        from shared.faces import _dlib
+        from shared.faces import _models
 
-        _dlib()
+        _models()
 
 
 def _faces_mtcnn(image, size: int) -> list[tuple[tuple[int, int, int, int], float, object]]:
@@ -54,7 +54,7 @@ def _faces_mtcnn(image, size: int) -> list[tuple[tuple[int, int, int, int], floa
     return out
 
 
-def _faces_dlib(image, size: int) -> list[tuple[tuple[int, int, int, int], float, object]]:
+def _faces_serving(image, size: int) -> list[tuple[tuple[int, int, int, int], float, object]]:
     from shared.faces import detect_and_align
 
     return [
@@ -88,7 +88,7 @@ def align_one(job: tuple[str, str, Record, int]) -> dict[str, str]:
     src = Path(src_root) / rec.rel
     try:
         image = load_image(src)
-        finder = _faces_mtcnn if _state["detector"] == "mtcnn" else _faces_dlib
+        finder = _faces_mtcnn if _state["detector"] == "mtcnn" else _faces_serving
         faces = finder(image, size)
     except FileNotFoundError:
         return {**row, "status": "missing", "error": "file not found"}
@@ -143,7 +143,7 @@ def _read_done(path: Path, out: Path) -> dict[str, dict[str, str]]:
 def prepare(
     src: Path,
     out: Path,
-    detector: str = "dlib",
+    detector: str = "serving",
     workers: int | None = None,
     shard: tuple[int, int] | None = None,
     align_size: int = 256,
@@ -302,7 +302,8 @@ def alignment_drift(root: Path, count: int = 8) -> tuple[int, int] | None:
         return None
     meta = json.loads(info.read_text())
     src = Path(meta["source"])
-    if meta.get("detector") != "dlib" or not src.is_dir():
+    # "dlib" is what runs before YuNet recorded: checked too, and so found drifted.
+    if meta.get("detector") not in ("serving", "dlib") or not src.is_dir():
         return None
     rows = [r for r in read_prepared(root).rows if r["status"] == "ok"]
     step = max(1, len(rows) // count)
@@ -375,10 +376,10 @@ def register(sub) -> None:
     p.add_argument("out", help="output folder (created; must be outside SRC)")
     p.add_argument(
         "--detector",
-        choices=["dlib", "mtcnn"],
-        default="dlib",
-        help="dlib HOG + 68 landmarks, as serving (default), or the mtcnn package's "
-        "5 keypoints with the same FFHQ alignment",
+        choices=["serving", "mtcnn"],
+        default="serving",
+        help="serving's own path: YuNet boxes + dlib's 68 landmarks (default), or the mtcnn "
+        "package's 5 keypoints with the same FFHQ alignment",
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument(
