@@ -182,7 +182,7 @@ def test_prepare_mirrors_the_tree_and_resumes(prepared):
         with Image.open(prepared / r["output"]) as img:
             assert img.size == (256, 256) and img.mode == "RGB"
     summary = json.loads((prepared / "prepare.json").read_text())
-    assert summary["images_per_second"] > 0 and summary["detector"] == "dlib"
+    assert summary["images_per_second"] > 0 and summary["detector"] == "serving"
     # Re-running finds nothing left to do and keeps every row.
     again = cli("prepare", KAGGLE, prepared, "--limit", "40")
     assert "nothing left to do" in again.stdout
