@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Bytes of decoded pixels one image may hold at once (its decode and the copies its conversion
+# needs; shared.images.decode_cost): 7000×7000 16-bit gray (49 MB, decoded to 8 bits) fits,
+# 7000×7000 RGBA (392 MB with Pillow's premultiplied copy) does not. With MAX_CONCURRENT
+# analyses, a process holds about its models plus MAX_CONCURRENT × this.
+DECODE_BUDGET = 100 * 2**20
 
 
 def _flag(name: str) -> bool:
@@ -23,6 +28,9 @@ class Settings:
     fetch_read_timeout: float
     max_concurrent: int
     queue_timeout: float
+    max_decode_bytes: int = DECODE_BUDGET
+    max_faces: int = 10
+    max_fetches: int = 2
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -36,4 +44,9 @@ class Settings:
             fetch_read_timeout=float(env("FAKEFACES_FETCH_READ_TIMEOUT", 10)),
             max_concurrent=int(env("FAKEFACES_MAX_CONCURRENT", 2)),
             queue_timeout=float(env("FAKEFACES_QUEUE_TIMEOUT", 10)),
+            max_decode_bytes=int(env("FAKEFACES_MAX_DECODE_BYTES", DECODE_BUDGET)),
+            # The largest faces of a crowd photo are analysed; each face costs time and bytes.
+            max_faces=max(1, int(env("FAKEFACES_MAX_FACES", 10))),
+            # URL downloads at once per process, apart from the analysis slots.
+            max_fetches=max(1, int(env("FAKEFACES_MAX_FETCHES", 2))),
         )
