@@ -598,3 +598,24 @@ def test_card_of_the_shipped_model(tmp_path):
     for key in ("accuracy", "f1", "roc_auc"):
         assert f"{float(row[key]):.4f}" in md, key
     assert "could not be loaded" not in md  # the Grad-CAM line asked LiteRT
+
+
+def test_card_shows_the_per_source_loss_weights(model_dir):
+    doc = json.loads((model_dir / "model.json").read_text())
+    doc["training"]["balance"] = "source"
+    doc["training"]["classes"]["balance"] = {
+        "mode": "source",
+        "rule": "source x class: every (source, class) cell present carries the same share",
+        "cells": [
+            {"source": "140k", "class": "fake", "n": 2630, "weight": 0.6631, "share": 0.2},
+            {"source": "fairface", "class": "real", "n": 2712, "weight": 0.6431, "share": 0.2},
+        ],
+        "sources": ["140k", "fairface"],
+    }
+    (model_dir / "model.json").write_text(json.dumps(doc))
+    assert main(["report", str(model_dir)]) == 0
+    md = (model_dir / "MODEL_CARD.md").read_text()
+    data = md.split("## Data")[1].split("## Preprocessing")[0]
+    assert "every (source, class) cell present carries the same share" in data
+    assert re.search(r"fairface\W+real\W+2712\W+0\.643\W+20\.0 %", data)
+    assert "(mean per class)" in data
