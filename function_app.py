@@ -6,7 +6,11 @@ key could not be kept secret. Put API Management or Easy Auth in front to restri
 
 import azure.functions as func
 
-from shared import api
+from shared import api, images
+
+# Freed image memory goes back to the system (images.return_freed_memory says why): a worker
+# on a 1.5 GB plan must not keep every large decode's high-water mark.
+images.return_freed_memory()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -16,16 +20,15 @@ def reply(status: int, body: dict) -> func.HttpResponse:
         api.dumps(body),
         status_code=status,
         mimetype="application/json",
-        headers={**api.SECURITY_HEADERS, "Cache-Control": "no-store"},
+        headers=api.response_headers(status, body),
     )
 
 
 @app.route(route="api/predict", methods=["POST"])
 def predict(req: func.HttpRequest) -> func.HttpResponse:
-    ctype = req.headers.get("content-type", "")
-    upload = req.files.get("image") if ctype.startswith("multipart/form-data") else None
     crops, explain = req.params.get("crops") == "1", req.params.get("explain") == "1"
-    return reply(*api.predict(ctype, req.get_body(), upload and upload.read(), crops, explain))
+    ctype = req.headers.get("content-type", "")
+    return reply(*api.predict(ctype, req.get_body(), crops, explain))
 
 
 @app.route(route="api/health", methods=["GET"])
@@ -41,5 +44,6 @@ def model_card(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="{*path}", methods=["GET", "HEAD"])
 def page(req: func.HttpRequest) -> func.HttpResponse:
-    status, headers, body = api.static_file(req.route_params.get("path") or "")
+    path = req.route_params.get("path") or ""
+    status, headers, body = api.static_file(path, req.method)
     return func.HttpResponse(body, status_code=status, headers={**api.SECURITY_HEADERS, **headers})

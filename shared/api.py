@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import mimetypes
 import platform
 from importlib import metadata
 
-from .errors import BadRequest, FakeFacesError, NotAnImage, NotFound, TooLarge
+from .errors import BadRequest, FakeFacesError, MethodNotAllowed, NotAnImage, NotFound, TooLarge
+from .fetch import fetch_image
 from .model import Model
-from .pipeline import Gate, analyze, analyze_url
+from .pipeline import Gate, Stopwatch, analyze
 from .settings import ROOT, Settings
 
 DIST = ROOT / "frontend" / "dist"
@@ -27,6 +29,17 @@ SECURITY_HEADERS = {
 }
 # Multipart framing around the file is allowed on top of the image cap.
 FORM_OVERHEAD = 64 * 1024
+# A JSON body carries one URL; nothing legitimate comes near this.
+MAX_JSON_BYTES = 64 * 1024
+# Seconds a client told 503 busy should wait before trying again.
+RETRY_AFTER_S = 5
+# The API routes and their methods, as function_app.py registers them (a test keeps the two
+# equal): the catch-all page route also matches these paths, and must answer 405, not the page.
+API_METHODS = {
+    "api/predict": ("POST",),
+    "api/health": ("GET",),
+    "api/model-card": ("GET",),
+}
 
 
 @functools.cache
@@ -42,15 +55,24 @@ def model() -> Model:
 
 @functools.cache
 def gate() -> Gate:
+    """Analyses at once (decode, detect, align, predict: the CPU and memory heavy part)."""
     return Gate(settings().max_concurrent, settings().queue_timeout)
 
 
+@functools.cache
+def fetch_gate() -> Gate:
+    """URL downloads at once: apart from the analysis slots, so slow URLs (which mostly wait)
+    never make an upload wait, and bounded, so they cannot take every server thread."""
+    return Gate(settings().max_fetches, settings().queue_timeout)
+
+
+def media_type(content_type: str) -> str:
+    """`type/subtype` of a Content-Type header, lower case (media types ignore case)."""
+    return content_type.split(";")[0].strip().lower()
+
+
 def predict(
-    content_type: str,
-    body: bytes,
-    form_file: bytes | None,
-    crops: bool = False,
-    explain: bool = False,
+    content_type: str, body: bytes, crops: bool = False, explain: bool = False
 ) -> tuple[int, dict]:
     """POST /api/predict: a multipart `image` field, a raw image body, or JSON {"url": ...}."""
     try:
@@ -60,12 +82,10 @@ def predict(
                 f"The request is {len(body) / 2**20:.1f} MB; the image limit is "
                 f"{cfg.max_bytes / 2**20:.0f} MB."
             )
-        kind = content_type.split(";")[0].strip().lower()
+        kind = media_type(content_type)
         url = None
         if kind == "multipart/form-data":
-            if form_file is None:
-                raise BadRequest("The form has no file field named 'image'.")
-            data = form_file
+            data = form_image(content_type, body)
         elif kind == "application/json":
             url = _url_from_json(body)
         elif kind.startswith("image/") or kind == "application/octet-stream":
@@ -78,22 +98,70 @@ def predict(
                 "multipart/form-data, image/* or application/json with a url."
             )
         mdl = model()
+        if explain:
+            mdl.require_explain()  # before anything is fetched
+        watch = None
+        if url is not None:
+            watch = Stopwatch()
+            with fetch_gate().slot():
+                data = fetch_image(
+                    url,
+                    cfg.max_bytes,
+                    cfg.fetch_connect_timeout,
+                    cfg.fetch_read_timeout,
+                    cfg.allow_loopback_urls,
+                )
+            watch.lap("fetch")
         with gate().slot():
-            if url is not None:
-                return 200, analyze_url(url, mdl, cfg, crops, explain)
-            return 200, analyze(data, mdl, cfg, crops, explain=explain)
+            if watch:
+                watch.lap("queue")
+            preview = url is not None and crops
+            return 200, analyze(data, mdl, cfg, crops, watch, preview=preview, explain=explain)
     except FakeFacesError as exc:
         return exc.status, exc.to_json()
 
 
+def form_image(content_type: str, body: bytes) -> bytes:
+    """The `image` file of a multipart/form-data body. Parsed here rather than through
+    HttpRequest.files, which hands werkzeug the media type as sent, so `Multipart/Form-Data`
+    (media types ignore case) parsed as no form at all."""
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.formparser import FormDataParser
+    from werkzeug.http import parse_options_header
+
+    _, options = parse_options_header(content_type)
+    parser = FormDataParser(max_form_memory_size=None, max_content_length=None)
+    try:
+        _, _, files = parser.parse(io.BytesIO(body), "multipart/form-data", len(body), options)
+        upload = files.get("image")
+        data = upload.read() if upload is not None else None
+    except (HTTPException, ValueError, TypeError, KeyError, IndexError, LookupError) as exc:
+        # werkzeug on a malformed body (a bad boundary, broken part headers).
+        raise BadRequest("The multipart form could not be parsed.") from exc
+    if data is None:
+        raise BadRequest("The form has no file field named 'image'.")
+    return data
+
+
 def _url_from_json(body: bytes) -> str:
+    if len(body) > MAX_JSON_BYTES:
+        raise TooLarge(f"A JSON body carries one URL; this one is {len(body)} bytes.")
     try:
         doc = json.loads(body or b"null")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: "[" * 100000 nests deeper than the parser can go.
         raise BadRequest("The JSON body could not be parsed.") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("url"), str):
         raise BadRequest('The JSON body must be {"url": "https://..."}.')
     return doc["url"]
+
+
+def response_headers(status: int, body: dict) -> dict[str, str]:
+    """Headers of a JSON answer: the security headers, no caching, and Retry-After on busy."""
+    headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+    if status == 503 and body.get("error", {}).get("code") == "busy":
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    return headers
 
 
 def _version(dist: str) -> str | None:
@@ -148,7 +216,7 @@ def model_card() -> tuple[int, dict[str, str], bytes]:
     path = _card_path()
     if not path.is_file():
         err = NotFound(f"The served model has no {CARD_FILE}; `training report` writes it.")
-        return 404, {"Content-Type": "application/json"}, dumps(err.to_json()).encode()
+        return _json_error(err)
     headers = {
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-cache",
@@ -157,16 +225,29 @@ def model_card() -> tuple[int, dict[str, str], bytes]:
     return 200, headers, path.read_bytes()
 
 
-def static_file(path: str) -> tuple[int, dict[str, str], bytes]:
+def _json_error(err: FakeFacesError, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    out = {"Content-Type": "application/json", "Cache-Control": "no-store", **headers}
+    return err.status, out, dumps(err.to_json()).encode()
+
+
+def static_file(path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     """GET /{path}: the built page from frontend/dist; index.html for `/` and unknown routes."""
     path = path.strip("/")
+    if path in API_METHODS:
+        allow = ", ".join(API_METHODS[path])
+        err = MethodNotAllowed(f"/{path} does not accept {method}; it accepts {allow}.")
+        return _json_error(err, Allow=allow)
     if path == "api" or path.startswith("api/"):
-        body = dumps(NotFound(f"No API route /{path}.").to_json())
-        return 404, {"Content-Type": "application/json"}, body.encode()
+        return _json_error(NotFound(f"No API route /{path}."))
     root = DIST.resolve()
-    target = (root / path).resolve() if path else root / "index.html"
-    if not target.is_relative_to(root) or not target.is_file():
-        target = root / "index.html"  # client-side routes fall back to the page
+    try:
+        target = (root / path).resolve() if path else root / "index.html"
+        if not target.is_relative_to(root) or not target.is_file():
+            target = root / "index.html"  # client-side routes fall back to the page
+    except (ValueError, OSError):
+        # A null byte (ValueError) or a name too long for the file system (OSError) names no
+        # file: the page, as for any other unknown route.
+        target = root / "index.html"
     if not target.is_file():
         return (
             404,

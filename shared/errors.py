@@ -27,6 +27,10 @@ class NotFound(FakeFacesError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowed(FakeFacesError):
+    status, code = 405, "method_not_allowed"
+
+
 class TooLarge(FakeFacesError):
     status, code = 413, "too_large"
 

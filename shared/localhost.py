@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,20 @@ from urllib.parse import parse_qsl
 import azure.functions as func
 from azure.functions.decorators.http import HttpTrigger
 
+from .api import SECURITY_HEADERS
+
 # Azure's own cap on a request body.
 MAX_BODY = 100 * 1024 * 1024
+# Answered by threads of their own, so a health probe never queues behind predictions.
+FAST_PATHS = frozenset({"/api/health"})
+FAST_THREADS = 2
+log = logging.getLogger("fakefaces.localhost")
+# Headers of every response the local host makes itself, as the app's own JSON errors have.
+ERROR_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("Cache-Control", "no-store"),
+    *SECURITY_HEADERS.items(),
+]
 
 
 @dataclass
@@ -86,11 +99,13 @@ def route_prefix(host_json: Path) -> str:
     return doc.get("extensions", {}).get("http", {}).get("routePrefix", "api")
 
 
-def _json(status: str, code: str, message: str, start_response) -> list[bytes]:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def _json(status: str, code: str, message: str, start_response, extra=()) -> list[bytes]:
+    body = error_body(code, message)
+    start_response(status, [*ERROR_HEADERS, *extra, ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -99,6 +114,18 @@ def wsgi_app(app: func.FunctionApp, prefix: str = "api"):
     table = routes(app, prefix)
 
     def application(environ, start_response):
+        try:
+            return dispatch(environ, start_response)
+        except Exception:  # a bug: answer as the Functions host would, but in JSON
+            log.exception("unhandled error serving %s", environ.get("PATH_INFO"))
+            return _json(
+                "500 Internal Server Error",
+                "internal",
+                "The server failed to handle this request.",
+                start_response,
+            )
+
+    def dispatch(environ, start_response):
         path = environ.get("PATH_INFO", "/").strip("/")
         method = environ["REQUEST_METHOD"].upper()
         matches = [(r, m) for r in table if (m := r.pattern.fullmatch(path))]
@@ -106,13 +133,23 @@ def wsgi_app(app: func.FunctionApp, prefix: str = "api"):
             return _json("404 Not Found", "not_found", f"No route for /{path}.", start_response)
         allowed = [(r, m) for r, m in matches if method in r.methods]
         if not allowed:
+            # The methods of the most specific route that matched are the resource's.
+            allow = ", ".join(sorted(matches[0][0].methods))
             return _json(
                 "405 Method Not Allowed",
                 "method_not_allowed",
-                f"/{path} does not accept {method}.",
+                f"/{path} does not accept {method}; it accepts {allow}.",
                 start_response,
+                [("Allow", allow)],
             )
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            return _json(
+                "400 Bad Request", "bad_request", "Content-Length is not valid.", start_response
+            )
         if length > MAX_BODY:
             return _json(
                 "413 Payload Too Large",
@@ -160,14 +197,78 @@ def _reason(status: int) -> str:
         return ""
 
 
-def serve(app: func.FunctionApp, host: str, port: int, prefix: str, threads: int = 4) -> None:
-    import waitress
+def _waitress_parts():
+    """waitress's error task and channel, made to answer in JSON with the security headers,
+    and a dispatcher that gives FAST_PATHS threads of their own."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
-    waitress.serve(
+    class JsonErrorTask(ErrorTask):
+        """What waitress answers itself (a malformed request, a body over its cap, an
+        exception that escaped the app), as JSON like every other error."""
+
+        def execute(self):
+            err = self.request.error
+            body = error_body(
+                "internal" if err.code >= 500 else "bad_request",
+                f"{err.reason}: {err.body}" if err.body else err.reason,
+            )
+            self.status = f"{err.code} {err.reason}"
+            self.response_headers.extend(ERROR_HEADERS)
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class Channel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    class Dispatcher:
+        """Two thread pools: FAST_THREADS for FAST_PATHS, `threads` for the rest."""
+
+        def __init__(self, threads: int):
+            self.main, self.fast = ThreadedTaskDispatcher(), ThreadedTaskDispatcher()
+            self.main.set_thread_count(threads)
+            self.fast.set_thread_count(FAST_THREADS)
+
+        def add_task(self, channel):
+            # waitress queues a channel once per complete request; its first request is next.
+            request = channel.requests[0] if getattr(channel, "requests", None) else None
+            fast = request is not None and not request.error and request.path in FAST_PATHS
+            (self.fast if fast else self.main).add_task(channel)
+
+        def set_thread_count(self, count: int) -> None:
+            self.main.set_thread_count(count)
+
+        def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+            fast = self.fast.shutdown(cancel_pending, timeout)
+            return self.main.shutdown(cancel_pending, timeout) and fast
+
+    return Channel, Dispatcher
+
+
+def make_server(app: func.FunctionApp, host: str, port: int, prefix: str, threads: int = 8):
+    """A waitress server for `app` (not yet running): `.run()` serves until interrupted."""
+    from waitress.server import BaseWSGIServer, create_server
+
+    channel, dispatcher = _waitress_parts()
+    sockets: dict = {}
+    server = create_server(
         wsgi_app(app, prefix),
+        map=sockets,
+        _dispatcher=dispatcher(threads),
         host=host,
         port=port,
-        threads=threads,
         max_request_body_size=MAX_BODY,
         ident="fakefaces",
     )
+    for listener in set(sockets.values()):
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = channel
+    return server
+
+
+def serve(app: func.FunctionApp, host: str, port: int, prefix: str, threads: int = 8) -> None:
+    logging.basicConfig()
+    server = make_server(app, host, port, prefix, threads)
+    server.print_listen("Listening on http://{}:{}")
+    server.run()

@@ -47,16 +47,19 @@ def needed_scale(face: facelib.Face, align_size: int) -> float:
 
 
 def locate_faces(
-    src: Source, size: int, watch: Stopwatch
+    src: Source, size: int, watch: Stopwatch, max_faces: int | None = None
 ) -> tuple[Image.Image, list[facelib.AlignedFace]]:
     """Detect on a small decode; place the landmarks and align each face from a decode as large
-    as alignment needs (for a JPEG often still a reduced one). Returns the small decode too."""
+    as alignment needs (for a JPEG often still a reduced one). Returns the small decode too.
+    With `max_faces`, only the largest that many are kept (each costs time and bytes)."""
     decoded = src.decode(min_side=facelib.RETRY_SIDE)
     watch.lap("decode")
     found = facelib.detect(decoded)
     watch.lap("detect")
     if not found:
         raise NoFace("No face was found. Try a photo with a face in it, in good light.")
+    largest = sorted(range(len(found)), key=lambda i: -found[i].box[2] * found[i].box[3])
+    found = [found[i] for i in sorted(largest[:max_faces])]  # in the detector's order
     full_w = src.size[0]
     # Faces in full-resolution coordinates, so boxes refer to the photo as uploaded.
     found = [f.scaled(full_w / decoded.width) for f in found]
@@ -99,8 +102,8 @@ def analyze(
     spec = model.spec
     if explain:
         model.require_explain()  # before any work is done
-    src = Source(data, settings.max_bytes, settings.max_pixels)
-    small, found = locate_faces(src, spec.align_size, watch)
+    src = Source(data, settings.max_bytes, settings.max_pixels, settings.max_decode_bytes)
+    small, found = locate_faces(src, spec.align_size, watch, settings.max_faces)
     inputs = np.stack([to_input(f.aligned, spec) for f in found])
     p_fake = model.predict(inputs)
     watch.lap("predict")
