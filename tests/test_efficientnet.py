@@ -4,6 +4,7 @@ ImageNet photos and an independent numpy forward pass, and its export with Grad-
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import struct
@@ -190,3 +191,139 @@ def test_the_port_equals_a_numpy_forward_pass_of_the_first_blocks(state):
     assert got.shape == want.shape == (16, 16, 24)
     scale = np.abs(want).max()
     assert np.abs(np.asarray(got) - want).max() < 1e-4 * scale
+
+
+def test_cli_defaults_pretrained_fine_tuning_and_from_scratch():
+    import argparse
+
+    from training.models.efficientnet_lite import OFFSET, SCALE
+    from training.train import NORMS, _config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    base = ["train", "--data", "d", "--out", "o", "--model", "efficientnet_lite0"]
+    cfg = _config(parser.parse_args(base))
+    assert (cfg["scale"], cfg["offset"]) == NORMS["lite"] == (SCALE, OFFSET)
+    assert cfg["weights"] == "imagenet" and cfg["batch_norm"] == "frozen"
+    assert cfg["freeze_epochs"] == 2 and cfg["fine_tune_learning_rate"] == 1e-4
+    scratch = _config(parser.parse_args([*base, "--weights", "none"]))
+    assert scratch["weights"] is None and scratch["freeze_epochs"] == 0
+    assert scratch["batch_norm"] == "train" and scratch["fine_tune_learning_rate"] is None
+    vgg = _config(parser.parse_args([*base[:-1], "vgg10"]))
+    assert vgg["weights"] is None and vgg["norm"] == "unit" and vgg["freeze_epochs"] == 0
+
+
+RUN_SIZE = 96  # a 3×3 Grad-CAM grid; small enough to train in seconds
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A prepared folder of textured RGB squares: 8 train and 4 valid images, half fake."""
+    import csv
+
+    from training.datasets import MANIFEST_FIELDS
+
+    root = tmp_path_factory.mktemp("prepared")
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(12):
+        label = ("fake", "real")[i % 2]
+        img = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        img[:: 5 + i % 2] //= 2  # each class its own stripes
+        (root / label).mkdir(exist_ok=True)
+        Image.fromarray(img).save(root / f"{label}/{i}.png")
+        split = "valid" if i >= 8 else "train"
+        rows.append(
+            dict(source=f"{label}/{i}.png", output=f"{label}/{i}.png", split=split, label=label)
+            | dict(dataset="t", faces="1", status="ok")
+        )
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(prepared, tmp_path_factory):
+    """One frozen epoch, interrupted; resumed for a second, unfrozen one."""
+    import keras
+
+    from training.__main__ import main
+
+    out = tmp_path_factory.mktemp("run") / "r"
+    args = ["train", "--data", str(prepared), "--model", "efficientnet_lite0", "--out", str(out)]
+    args += ["--color", "rgb", "--size", str(RUN_SIZE), "--batch-size", "4", "--lr", "1e-2"]
+    args += ["--freeze-epochs", "1", "--fine-tune-lr", "1e-2", "--no-augment", "--quiet"]
+    assert main([*args, "--epochs", "1"]) == 0
+    frozen = keras.models.load_model(out / "last.keras")
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 0
+    return out, frozen
+
+
+def test_fine_tuning_freezes_then_trains_the_backbone_across_a_resume(run):
+    import csv
+
+    import keras
+
+    from training.models.efficientnet_lite import efficientnet_lite0
+
+    out, frozen = run
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["weights"] == "imagenet" and cfg["norm"] == "lite"
+    assert cfg["freeze_epochs"] == 1 and cfg["batch_norm"] == "frozen"
+    with (out / "history.csv").open() as fh:
+        assert [r["lr"] for r in csv.DictReader(fh)] == ["0.01", "0.01"]
+    imagenet = efficientnet_lite0((RUN_SIZE, RUN_SIZE, 3))
+    unfrozen = keras.models.load_model(out / "last.keras")
+
+    def weights(model, layer):
+        return [np.asarray(w) for w in model.get_layer(layer).get_weights()]
+
+    def same(a, b, layer):
+        pairs = zip(weights(a, layer), weights(b, layer), strict=True)
+        return all(np.array_equal(x, y) for x, y in pairs)
+
+    # epoch 1: only the head moved; the backbone is ImageNet's, bit for bit
+    assert not frozen.get_layer("stem_conv").trainable
+    assert same(frozen, imagenet, "stem_conv") and same(frozen, imagenet, "top_conv")
+    assert not same(frozen, unfrozen, "p_fake")
+    # epoch 2 (after the resume): convolutions train, batch norm keeps ImageNet's statistics
+    assert unfrozen.get_layer("stem_conv").trainable
+    assert not same(unfrozen, imagenet, "stem_conv")
+    assert not unfrozen.get_layer("top_bn").trainable
+    assert same(unfrozen, imagenet, "top_bn") and same(unfrozen, imagenet, "block3_dw_bn")
+
+
+def test_a_fine_tuned_run_exports_with_grad_cam(run, prepared, tmp_path):
+    """`python -m training export` on the run: LiteRT equals Keras on the run's images (the
+    exporter checks that, and Grad-CAM against TensorFlow's) and the explain signature reads
+    the 1280-channel top of the network."""
+    import keras
+
+    from shared.explain import grad_cam
+    from shared.model import Model, calibrate
+    from training.__main__ import main
+    from training.gradcam import reference
+
+    out, _ = run
+    assert main(["export", str(out), "--out", str(tmp_path / "m"), "--checkpoint", "last"]) == 0
+    served = Model(tmp_path / "m")
+    spec = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert spec["explain"]["layer"] == "top_relu"
+    assert spec["explain"]["grid"] == [RUN_SIZE // 32] * 2
+    assert (served.spec.scale, served.spec.offset) == (1 / 128, -127 / 128)
+    assert spec["training"]["weights"] == "imagenet" and spec["training"]["freeze_epochs"] == 1
+
+    keras_model = keras.models.load_model(out / "last.keras")
+    x = photo("astronaut", RUN_SIZE) * np.float32(1 / 128) - np.float32(127 / 128)
+    p, features, channel_weights = served.explain(x)
+    assert features.shape[-1] == 1280
+    raw = keras_model.predict(x[None], verbose=0)[0]
+    want_p = float(calibrate(raw, served.spec.temperature)[0])  # as serving shows it
+    assert p == pytest.approx(want_p, abs=1e-5)
+    assert served.predict(x[None])[0] == pytest.approx(want_p, abs=1e-5)
+    for fake in (True, False):
+        want = reference(keras_model, x[None], np.array([float(fake)]))[0]
+        got = grad_cam(features, channel_weights, fake)
+        np.testing.assert_allclose(got, want, atol=1e-4)

@@ -257,6 +257,7 @@ def export_run(
         "training": {
             k: cfg[k]
             for k in ("epochs", "batch_size", "learning_rate", "augment", "balance", "seed")
+            + ("weights", "freeze_epochs", "fine_tune_learning_rate", "batch_norm")
             if k in cfg
         }
         | {

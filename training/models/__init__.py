@@ -86,6 +86,20 @@ MODELS = {
 HEADS = ("flatten", "gap", "bottleneck")
 
 
+def set_trainable(model: keras.Model, backbone: bool, batch_norm: bool = True) -> None:
+    """Fine-tuning's switch. The backbone is every layer up to the last spatial (4-D) one; the
+    head after it always trains. batch_norm=False keeps the backbone's batch norm frozen even
+    when the rest trains: a frozen Keras BatchNormalization also runs in inference mode, so
+    small fine-tuning batches cannot wreck its pretrained statistics (keras.io's transfer
+    learning guide). Recompile the model afterwards."""
+    spatial = [i for i, layer in enumerate(model.layers) if len(layer.output.shape) == 4]
+    if not spatial:
+        raise ValueError(f"{model.name} has no spatial layers of its own to freeze")
+    for layer in model.layers[: spatial[-1] + 1]:
+        bn = isinstance(layer, layers.BatchNormalization)
+        layer.trainable = backbone and (batch_norm or not bn)
+
+
 def build(
     name: str,
     size: int,
