@@ -54,3 +54,13 @@ def test_local_host_ranks_api_routes_before_the_page():
     match = {r.name: bool(r.pattern.fullmatch("api/predict")) for r in table}
     assert match["predict"] and match["page"]  # the page matches too, so rank decides
     assert table[0].pattern.fullmatch("api/predict") or table[1].pattern.fullmatch("api/predict")
+
+
+def test_api_methods_match_the_registrations():
+    """The page route answers 405 for API paths from api.API_METHODS: it must list exactly the
+    registered API routes and methods."""
+    from shared import api
+
+    listed = {(m, "/" + path, "") for path, methods in api.API_METHODS.items() for m in methods}
+    registered_api = {(m, r, "") for m, r, _ in registered() if r.startswith("/api/")}
+    assert listed == registered_api

@@ -224,6 +224,7 @@ def tight_host(tiny_model_dir, tmp_path_factory):
         tmp_path_factory.mktemp("tight") / "host.log",
         FAKEFACES_MAX_CONCURRENT="1",
         FAKEFACES_QUEUE_TIMEOUT="0.05",
+        FAKEFACES_MAX_FACES="2",
     )
     yield host.url
     host.stop()
@@ -258,6 +259,23 @@ def test_busy_says_when_to_retry_and_health_stays_fast(tight_host):
     assert all(r.status_code in (200, 422, 503) for r in answers)
     # Health has threads of its own; on this shared 2-core machine allow generous slack.
     assert sorted(health_ms)[len(health_ms) // 2] < 250, health_ms
+
+
+def test_faces_per_image_are_capped(tight_host, images):
+    """A crowd photo is analysed for its largest FAKEFACES_MAX_FACES faces only."""
+    face = Image.open(io.BytesIO(images["astronaut"]))
+    crowd = Image.new("RGB", (1536, 512), "white")
+    for i, side in enumerate((512, 400, 300)):
+        crowd.paste(face.resize((side, side)), (i * 512, 0))
+    resp = requests.post(
+        tight_host + "/api/predict",
+        data=encode(crowd, "JPEG"),
+        headers={"Content-Type": "image/jpeg"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    boxes = [f["box"] for f in resp.json()["faces"]]
+    assert len(boxes) == 2 and all(b["x"] < 1024 for b in boxes)  # the two largest
 
 
 # --- The fuzz run ------------------------------------------------------------------------------
