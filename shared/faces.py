@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .align import face_quad, ffhq_align, points_from_landmarks
+from .align import ffhq_align, points_from_landmarks
 from .images import fit_within
 
 # YuNet is trained at 320 px; faces down to ~10 px of that are found. Photos with nothing found
@@ -31,15 +31,23 @@ RETRY_SIDE = 640
 # score a median 0.92 (1st percentile ≥ 0.80 on those found); scikit-image's non-face photos
 # and 400 random crops of them never reached 0.5.
 MIN_SCORE = 0.8
-# How far dlib's alignment square may lie from the one YuNet's keypoints give, as a fraction
-# of its side, before dlib's points are not trusted. YuNet's keypoints are the coarser (eye
-# error at 256²: median 6.5 px on FFHQ, 18 px on faces turned 35°, against dlib's 1.7-2.0 px),
-# so only a gross miss is caught: where dlib was right, the two differed by ≤ 0.24 (99th pct).
-MAX_DISAGREEMENT = 0.3
+# How far dlib's eye and mouth middles may lie from YuNet's, in face widths, before YuNet's
+# keypoints stand in for dlib's points. dlib fits a frontal face to whatever it is given: on
+# faces in profile or three-quarter view it puts the far eye on the cheek (seen on a contact
+# sheet of FairFace val faces past this cut: 7 % of them), where YuNet's are on the features.
+# Elsewhere YuNet's are the coarser (eye error at 256²: ~7 px on FFHQ against dlib's ~2).
+MAX_DISAGREEMENT = 0.25
 # YuNet's box (x, y, w, h) -> the square dlib's predictor was trained on: side 1.045 w, centre
 # (x + 0.485 w, y + 0.5 h). On faces dlib's HOG detector also finds, dlib's points then differ
 # from those on HOG's own box by a median 0.011 eye distances.
 DLIB_SIDE, DLIB_CX, DLIB_CY = 1.045, 0.485, 0.5
+# YuNet's eye line stays within ~5° of level however the face is turned (measured on a face
+# turned ±35°), so the first turn is only a start: dlib's eyes on a face turned 35° then slope
+# 12°; levelling by those, and again, converges (2.7° -> 14° -> 25° -> 37.7° -> 37.8°).
+RELEVEL_DEGREES = 3.0
+# A face crop whose 1st-99th percentile gray levels span less than this is stretched.
+MIN_CONTRAST = 128
+LEVEL_PASSES = 5
 
 
 @dataclass
@@ -111,45 +119,103 @@ def _clipped(face: Face, size: tuple[int, int]) -> Face:
     return replace(face, box=(x0, y0, max(x1 - x0, 1), max(y1 - y0, 1)))
 
 
-def disagreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean distance between the corners of two alignment squares, in units of b's side."""
-    qa, qb = face_quad(*a), face_quad(*b)
-    side = np.hypot(*(qb[3] - qb[0]))
-    return float(np.hypot(*(qa - qb).T).mean() / max(side, 1e-6))
+def disagreement(a: np.ndarray, b: np.ndarray, width: float) -> float:
+    """How far apart two sets of points put the eyes' and the mouth's middles, in face widths.
+    Not their angle: YuNet's eye line stays near level whichever way the face is turned."""
+    middles = [(p[0] + p[1]) / 2 for p in (a, b)] + [(p[2] + p[3]) / 2 for p in (a, b)]
+    return float(
+        max(np.hypot(*(middles[0] - middles[1])), np.hypot(*(middles[2] - middles[3]))) / width
+    )
 
 
-def dlib_landmarks(image: Image.Image, face: Face) -> np.ndarray:
-    """dlib's 68 points, in `image`'s pixels, on a crop around YuNet's box turned so YuNet's
-    eyes are level and stretched to full contrast: dlib's model was trained on upright, evenly
-    lit faces, and on tilted or dim ones it goes wrong (measured: bench/faces.py)."""
-    _, dlib, predictor, lock = _models()
-    (lx, ly), (rx, ry) = face.points[:2]
-    angle = np.degrees(np.arctan2(ry - ly, rx - lx))
+def _face_crop(image: Image.Image, face: Face) -> tuple[Image.Image, np.ndarray, float]:
+    """Gray square around the face, 2·DLIB_SIDE box widths wide; its centre in `image`'s
+    pixels; the side of dlib's square."""
     x, y, w, h = face.box
     side = DLIB_SIDE * w
     left, top = round(x + DLIB_CX * w - side), round(y + DLIB_CY * h - side)
-    crop = image.crop((left, top, left + round(2 * side), top + round(2 * side)))
-    # PIL turns counter-clockwise as shown on screen: that levels an eye line sloping down.
-    gray = ImageOps.autocontrast(crop.convert("L").rotate(angle, Image.Resampling.BILINEAR), 1)
-    c, s = crop.width / 2, side / 2
-    with lock:
-        shape = predictor(
-            np.asarray(gray), dlib.rectangle(*(round(v) for v in (c - s, c - s, c + s, c + s)))
-        )
-    p = np.array([(q.x, q.y) for q in shape.parts()], dtype=np.float64) - c
+    gray = image.crop((left, top, left + round(2 * side), top + round(2 * side))).convert("L")
+    return gray, np.array([left, top]) + gray.width / 2, side
+
+
+def dlib_landmarks(image: Image.Image, face: Face) -> tuple[np.ndarray, float]:
+    """dlib's 68 points, in `image`'s pixels, on a crop around YuNet's box turned so the eyes
+    are level and stretched to full contrast, and the turn in degrees. dlib's model was
+    trained on upright, evenly lit faces; on tilted or dim ones it goes wrong (measured:
+    bench/faces.py). YuNet's eyes give the first turn; while dlib's own eyes then still slope,
+    the crop is turned by those."""
+    gray, centre, side = _face_crop(image, face)
+    angle = _eye_angle(face.points)
+    for _ in range(LEVEL_PASSES):
+        points = _dlib_levelled(gray, angle, side) + centre
+        turn, angle = angle, _eye_angle(np.array(points_from_landmarks(points)))
+        if abs(angle - turn) <= RELEVEL_DEGREES:
+            break
+    return points, angle
+
+
+def _eye_angle(points: np.ndarray) -> float:
+    (lx, ly), (rx, ry) = points[:2]
+    return float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+
+
+def _turn_back(points: np.ndarray, angle: float) -> np.ndarray:
+    """Points of a picture PIL turned by `angle` about its centre (origin), turned back."""
     t = np.radians(angle)
-    turned_back = p @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
-    return turned_back + [left + c, top + c]
+    return points @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+
+
+def _stretched(gray: Image.Image) -> Image.Image:
+    """A dim or flat crop stretched to full contrast. Only those: on well-exposed faces the
+    stretch moved dlib's mouth corners (FFHQ photos re-aligned onto themselves within 4 px:
+    73 % stretched, 83 % as they are)."""
+    low, high = np.percentile(np.asarray(gray), [1, 99])
+    return ImageOps.autocontrast(gray, 1) if high - low < MIN_CONTRAST else gray
+
+
+def _dlib_levelled(gray: Image.Image, angle: float, side: float) -> np.ndarray:
+    """dlib's points on `gray` turned by `angle`, turned back, relative to its centre."""
+    _, dlib, predictor, lock = _models()
+    # PIL turns counter-clockwise as shown on screen: that levels an eye line sloping down.
+    level = _stretched(gray.rotate(angle, Image.Resampling.BILINEAR))
+    c, s = gray.width / 2, side / 2
+    rect = dlib.rectangle(*(round(v) for v in (c - s, c - s, c + s, c + s)))
+    with lock:
+        shape = predictor(np.asarray(level), rect)
+    p = np.array([(q.x, q.y) for q in shape.parts()], dtype=np.float64) - c
+    return _turn_back(p, angle)
+
+
+def levelled_keypoints(image: Image.Image, face: Face, angle: float) -> np.ndarray | None:
+    """YuNet's keypoints on the face's crop turned by `angle`: YuNet places them well only
+    on upright faces (its eye line stays within ~5° of level on a face turned 35°)."""
+    gray, centre, _ = _face_crop(image, face)
+    level = gray.convert("RGB").rotate(angle, Image.Resampling.BILINEAR)
+    small = fit_within(level, DETECT_SIDE)
+    rows = _yunet(small)
+    if not len(rows):
+        return None
+    middle = np.array(small.size) / 2
+    best = rows[np.argmin(np.hypot(*(rows[:, 1:3] + rows[:, 3:5] / 2 - middle).T))]
+    points = _from_row(best, level.width / small.width).points - level.width / 2
+    return _turn_back(points, angle) + centre
 
 
 def landmark(image: Image.Image, face: Face) -> Face:
     """`face` with the points alignment will use: dlib's, unless they are grossly off YuNet's
-    own keypoints, which then stand in (coarser, but never far off)."""
-    lm = dlib_landmarks(image, face)
+    keypoints (as first found, or found again on the levelled face), which then stand in:
+    coarser, but on the features where dlib fits a frontal face to a face in profile."""
+    lm, angle = dlib_landmarks(image, face)
     points = np.array(points_from_landmarks(lm))
-    if disagreement(points, face.points) <= MAX_DISAGREEMENT:
-        return replace(face, points=points, source="dlib68", landmarks=lm)
-    return replace(face, source="yunet", landmarks=None)
+    dlib68 = replace(face, points=points, source="dlib68", landmarks=lm)
+    if disagreement(points, face.points, face.box[2]) <= MAX_DISAGREEMENT:
+        return dlib68
+    again = levelled_keypoints(image, face, angle)
+    if again is None:
+        return replace(face, source="yunet", landmarks=None)
+    if disagreement(points, again, face.box[2]) <= MAX_DISAGREEMENT:
+        return dlib68
+    return replace(face, points=again, source="yunet", landmarks=None)
 
 
 def find_faces(image: Image.Image) -> list[Face]:
