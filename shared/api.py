@@ -171,11 +171,19 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def health() -> tuple[int, dict]:
-    """GET /api/health: is the model loaded, which one, and what runs it."""
+@functools.cache
+def _versions() -> dict[str, str | None]:
+    """Looked up once: importlib.metadata scans sys.path each time, tens of milliseconds of a
+    probe that must answer fast while the service is busy."""
     versions = {"python": platform.python_version()}
     for dist in ("ai-edge-litert", "dlib-bin", "numpy", "pillow", "azure-functions"):
         versions[dist] = _version(dist)
+    return versions
+
+
+def health() -> tuple[int, dict]:
+    """GET /api/health: is the model loaded, which one, and what runs it."""
+    versions = dict(_versions())
     cfg = settings()
     limits = {"max_bytes": cfg.max_bytes, "max_pixels": cfg.max_pixels}
     try:
