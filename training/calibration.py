@@ -18,7 +18,10 @@ import numpy as np
 
 from shared.model import calibrate
 
-ECE_BINS = 15
+# 10 bins, not 15: on the 711-image 140k test a perfectly calibrated model still measures
+# ECE ~0.032 with 10 bins (95th percentile 0.046) but ~0.038 with 15 (0.052), simulated with
+# confident scores; the finer bins' sampling noise alone nearly fills a 0.05 budget.
+ECE_BINS = 10
 # 1/T is searched in this range: T from 0.01 (sharpen 100x) to 100 (nearly flat).
 INVERSE_T_BOUNDS = (0.01, 100.0)
 

@@ -548,7 +548,7 @@ def run(args) -> int:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
     print((out / "metrics.md").read_text())
-    if (out / "robustness.md").is_file() and args.robustness:
+    if args.robustness is not None:
         print((out / "robustness.md").read_text())
     a = table[0]
     print(

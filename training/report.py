@@ -20,6 +20,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from .calibration import ECE_BINS
 from .compare import SELECTION_RULE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -342,7 +343,7 @@ def section_calibration(model_dir: Path, doc: dict, test: dict | None, out: Path
     return {
         "temperature": f3(temperature if temperature is not None else 1.0, 4),
         "fitted": bool(fitted),
-        "bins": fitted.get("ece_bins", 15),
+        "bins": fitted.get("ece_bins", ECE_BINS),
         "table": table(["Split", "NLL", "ECE"], rows) if rows else None,
         "figure": fig,
     }
