@@ -36,7 +36,14 @@ def test_over_confident_scores_get_a_temperature_above_one_and_a_lower_ece():
     t, info = fit_on_valid(y, p)
     assert t == pytest.approx(3.0, rel=0.05)  # the factor that made them over-confident
     assert info["ece_before"] > 0.08 and info["ece_after"] < 0.02
-    assert info["nll_after"] < info["nll_before"]
+    assert info["nll_after"] < info["nll_before"] and not info["at_search_bound"]
+    # Scores that point the wrong way: no positive temperature helps, so the fit flattens them
+    # as far as it may (everything near 0.5), and says so.
+    rng = np.random.default_rng(9)
+    y_bad = rng.integers(0, 2, 400)
+    p_bad = (np.where(y_bad == 1, 0.3, 0.7) + rng.normal(0, 0.05, 400)).astype(np.float32)
+    t_flat, flat = fit_on_valid(y_bad, p_bad)
+    assert flat["at_search_bound"] and t_flat > 90
     after = calibrate(p, t)
     assert ece(y, after) == pytest.approx(info["ece_after"], abs=1e-6)
     # Ranking is untouched: the calibrated scores order the faces exactly as before.
@@ -106,3 +113,25 @@ def test_reliability_diagram_is_written(tmp_path):
 
     with Image.open(path) as img:
         assert img.size[0] > 300 and img.size[1] > 300
+
+
+def test_export_checks_the_network_and_serves_the_temperature(tmp_path):
+    """A sharpening temperature must not fail the LiteRT-equals-Keras check (which is about the
+    conversion), and the exported folder then serves sigmoid(logit / T) of what Keras says."""
+    from dataclasses import replace
+
+    from shared.model import Model, ModelSpec
+    from tests.conftest import tiny_cnn
+    from training.export import export_keras
+
+    model = tiny_cnn(seed=11)
+    spec = ModelSpec(name="t", version="0", size=64, color="gray", temperature=0.05)
+    x = np.random.default_rng(5).random((6, 64, 64, 1), dtype=np.float32)
+    served = export_keras(model, tmp_path, spec, check=x, explain=False)
+    assert served.spec.temperature == 0.05 and Model(tmp_path).spec.temperature == 0.05
+    keras_p = model.predict(x, verbose=0)[:, 0]
+    # near 0.5, sigmoid(logit / T) scales LiteRT's float32 differences by up to 1/T
+    np.testing.assert_allclose(served.predict(x), calibrate(keras_p, 0.05), atol=1e-5 / 0.05)
+    assert not np.allclose(served.predict(x), keras_p, atol=1e-3)
+    plain = export_keras(model, tmp_path / "plain", replace(spec, temperature=1.0), check=x)
+    np.testing.assert_allclose(plain.predict(x), keras_p, atol=1e-5)

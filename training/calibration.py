@@ -108,6 +108,11 @@ def fit_on_valid(y: np.ndarray, p_raw: np.ndarray, bins: int = ECE_BINS) -> tupl
         "ece_bins": bins,
         "ece_before": round(ece(y, p_raw, bins), 6),
         "ece_after": round(ece(y, p_cal, bins), 6),
+        # T at the search's edge: the scores carry (almost) no signal on this split, or are
+        # shifted so far that only flattening them lowers the NLL; a temperature cannot fix that.
+        "at_search_bound": bool(
+            1 / t <= INVERSE_T_BOUNDS[0] * 1.01 or 1 / t >= INVERSE_T_BOUNDS[1] / 1.01
+        ),
     }
 
 
