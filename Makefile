@@ -7,7 +7,7 @@ MODEL   ?= models/default
 DATA    ?= ../shared/data
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model card compare fairness bench clean help
+.PHONY: serve test lint pytest frontend-test model evaluate leave-source-out paper-model card compare fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,23 +46,58 @@ frontend-test: frontend/node_modules/.package-lock.json
 
 test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest incl. Chromium)
 
-# The shipped recipe: the paper's VGG-10 at 128² gray plus what won `make compare`.
-RECIPE     ?= --model vgg10 --size 128 --color gray
-MODEL_NAME ?= vgg10-gray128
+# The three sources the shipped model trains on, aligned by serving's own code (resumable).
+ALIGNED := runs/aligned-140k runs/aligned-su runs/aligned-fairface-train
 
-model: $(VENV)/.test  ## retrain, export, evaluate and audit models/default, write its card (~30 min)
+runs/aligned-140k/prepare.json: | $(VENV)/.test
 	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
-	rm -rf runs/default
-	$(BIN)/python -m training train --data runs/aligned-140k $(RECIPE) --epochs 20 \
-		--out runs/default
+
+runs/aligned-su/prepare.json: | $(VENV)/.test
+	$(BIN)/python -m training prepare $(DATA)/stylegan2-unsplash runs/aligned-su
+
+# FairFace train photos (all real; prepare holds 10 % out as valid). FairFace val stays the
+# fairness audit's and is never trained on.
+runs/aligned-fairface-train/prepare.json: | $(VENV)/.test
+	mkdir -p runs/fairface-train-src
+	ln -sfn $(abspath $(DATA))/fairface/train runs/fairface-train-src/train
+	cp $(DATA)/fairface/fairface_label_train.csv runs/fairface-train-src/
+	$(BIN)/python -m training prepare runs/fairface-train-src runs/aligned-fairface-train
+
+# The shipped recipe: EfficientNet-Lite0 from its ImageNet weights, 160² colour, every source
+# and class weighing the same, heavy JPEG/blur/resize augmentation (README: how it was chosen).
+RECIPE     ?= --model efficientnet_lite0 --size 160 --color rgb --epochs 8 --freeze-epochs 2 \
+	--balance source --jpeg 0.5 --blur 0.5 --resize 0.5
+MODEL_NAME ?= efficientnet_lite0-rgb160
+# The paper's VGG-10 (the design card's model), trained on the same data: `make paper-model`.
+PAPER_RECIPE ?= --model vgg10 --size 128 --color gray --epochs 20
+
+model: $(ALIGNED:%=%/prepare.json)  ## retrain, export, evaluate, audit models/default, write its card (~1 h)
+	$(BIN)/python -m training train $(ALIGNED:%=--data %) $(RECIPE) --out runs/default $(if $(wildcard runs/default/last.keras),--resume)
 	$(BIN)/python -m training export runs/default --out models/default --name $(MODEL_NAME) \
 		--threshold valid
-	$(BIN)/python -m training evaluate --model models/default --data runs/aligned-140k \
-		--split test --out models/default/eval
+	$(MAKE) evaluate MODEL=models/default
 	mkdir -p models/default/training
 	cp runs/default/history.csv runs/default/accuracy.png runs/default/loss.png \
 		runs/default/config.json models/default/training/
 	$(MAKE) fairness card
+
+evaluate: $(ALIGNED:%=%/prepare.json)  ## $(MODEL) on every source's test split, and degraded copies
+	$(BIN)/python -m training evaluate --model $(MODEL) $(ALIGNED:%=--data %) --split test \
+		--by dataset --robustness --out $(MODEL)/eval
+
+# The same recipe without stylegan2-unsplash, scored on it: did the model learn "generated",
+# or "looks like the 140k set"?
+leave-source-out: runs/aligned-140k/prepare.json runs/aligned-fairface-train/prepare.json  ## ~45 min
+	$(BIN)/python -m training train --data runs/aligned-140k --data runs/aligned-fairface-train \
+		$(RECIPE) --out runs/leave-su-out $(if $(wildcard runs/leave-su-out/last.keras),--resume)
+	$(BIN)/python -m training evaluate --model runs/leave-su-out --data runs/aligned-su \
+		--split test --source stylegan2-unsplash --out runs/leave-su-out/eval-su
+
+paper-model: $(ALIGNED:%=%/prepare.json)  ## the paper's VGG-10 on the same data -> models/vgg10
+	$(BIN)/python -m training train $(ALIGNED:%=--data %) $(PAPER_RECIPE) --out runs/paper $(if $(wildcard runs/paper/last.keras),--resume)
+	$(BIN)/python -m training export runs/paper --out models/vgg10 --name vgg10-gray128 \
+		--threshold valid
+	$(MAKE) evaluate MODEL=models/vgg10
 
 card: $(VENV)/.test  ## $(MODEL)/MODEL_CARD.md + .html from its folder, the audit and the comparison
 	$(BIN)/python -m training report $(MODEL) --fairness runs/fairness \
@@ -80,17 +115,6 @@ FLAGS_bottleneck := --head bottleneck
 FLAGS_augplus := --jpeg 0.5 --blur 0.5 --resize 0.5
 FLAGS_unweighted := --balance none
 FLAGS_fairface := --data runs/aligned-fairface-train
-
-runs/aligned-140k/prepare.json: | $(VENV)/.test
-	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
-
-# 1,000 FairFace train photos (val stays the audit's): 90 % may be trained on, 10 % held out.
-runs/aligned-fairface-train/prepare.json: | $(VENV)/.test
-	mkdir -p runs/fairface-train-src
-	ln -sfn $(abspath $(DATA))/fairface/train runs/fairface-train-src/train
-	cp $(DATA)/fairface/fairface_label_train.csv runs/fairface-train-src/
-	$(BIN)/python -m training prepare runs/fairface-train-src runs/aligned-fairface-train \
-		--limit 1000
 
 # Order-only: re-preparing (which rewrites prepare.json) must not retrain every variant.
 runs/compare/%/state.json: | runs/aligned-140k/prepare.json runs/aligned-fairface-train/prepare.json
