@@ -7,6 +7,7 @@ and loss.png (learning curves), best.keras (lowest validation loss), last.keras 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .backend import PRECISIONS
 from .datasets import DataError, class_counts, read_prepared, usable
 from .pipeline import BALANCE_MODES, Augment, load_split, make_dataset, sample_weights
 
@@ -167,6 +169,30 @@ def _compile(model, learning_rate: float) -> None:
     )
 
 
+def _strategy(name: str, device):
+    """tf.distribute's strategy on TensorFlow; None (one device) on the other backends."""
+    if device.backend != "tensorflow":
+        if name == "mirrored":
+            raise DataError(
+                f"--strategy mirrored is TensorFlow's (KERAS_BACKEND=tensorflow); the "
+                f"{device.backend} backend trains on one device here."
+            )
+        return None
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
+
+
+def _scope(strategy):
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def _batches(images, labels, spec, batch_size, **kwargs):
+    from .feed import Batches
+
+    return Batches(images, labels, spec, batch_size, **kwargs)
+
+
 def train(
     cfg: dict,
     out: Path,
@@ -178,8 +204,8 @@ def train(
     """Train (or continue) the run in `out`; returns its final state."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
+    from . import backend
     from .models import build, set_trainable
 
     prepared = [read_prepared(d) for d in cfg["data"]]
@@ -187,7 +213,11 @@ def train(
     from .prepare import alignment_drift
 
     for p in prepared:
-        drift = alignment_drift(p.root)
+        try:
+            drift = alignment_drift(p.root)
+        except ImportError as exc:  # a GPU box with training's packages only; export re-checks
+            print(f"note: alignment not checked here ({exc}).", file=sys.stderr)
+            drift = None
         if drift and drift[0] > 0:
             # export refuses such a run; say so now rather than after hours of training
             print(
@@ -220,23 +250,32 @@ def train(
         },
     }
     keras.utils.set_random_seed(cfg["seed"])
-    gpus = tf.config.list_physical_devices("GPU")
-    mixed = cfg["mixed_precision"] == "on" or (cfg["mixed_precision"] == "auto" and gpus)
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    strategy = (
-        tf.distribute.MirroredStrategy()
-        if cfg["strategy"] == "mirrored"
-        else tf.distribute.get_strategy()
-    )
+    device = backend.detect()
+    precision = backend.policy(cfg["mixed_precision"], device)
+    keras.mixed_precision.set_global_policy(precision)
+    strategy = _strategy(cfg["strategy"], device)
     cfg["device"] = {
-        "gpus": len(gpus),
-        "replicas": strategy.num_replicas_in_sync,
-        "mixed_float16": bool(mixed),
+        "backend": device.backend,
+        "kind": device.kind,
+        "name": device.name,
+        "gpus": device.count,
+        "compute_capability": device.compute_capability,
+        "replicas": getattr(strategy, "num_replicas_in_sync", 1),
+        "precision": precision,
+        "mixed_float16": precision == "mixed_float16",
     }
+    if verbose:
+        print(
+            f"train: Keras {device.backend} backend on {device.describe()}, {precision}",
+            file=sys.stderr,
+        )
+    warning = backend.unused_gpu_warning(device)
+    if warning:
+        print(warning, file=sys.stderr)
 
     state_path, history_path = out / "state.json", out / "history.csv"
     history = read_history(history_path) if resume else []
-    with strategy.scope():
+    with _scope(strategy):
         if resume:
             model = keras.models.load_model(out / "last.keras")
         else:
@@ -263,13 +302,9 @@ def train(
     state["epochs_done"] = len(history)
 
     augment = Augment(**cfg["augment"])
-    val_ds = make_dataset(
-        val_split.images,
-        val_split.labels,
-        spec,
-        cfg["batch_size"],
-        weights=val_w,
-    )
+    # tf.data where TensorFlow runs the model; elsewhere a PyDataset with no TensorFlow in it.
+    batches = make_dataset if device.backend == "tensorflow" else _batches
+    val_ds = batches(val_split.images, val_split.labels, spec, cfg["batch_size"], weights=val_w)
     if verbose:
         print(
             f"train: {train_split.counts()} valid: {val_split.counts()} (positive = fake); "
@@ -279,7 +314,7 @@ def train(
     stale = 0
     for epoch in range(state["epochs_done"], cfg["epochs"]):
         if cfg.get("freeze_epochs") and epoch == cfg["freeze_epochs"]:  # or a resume lands here
-            with strategy.scope():
+            with _scope(strategy):
                 set_trainable(model, True, cfg["batch_norm"] == "train")
                 _compile(model, cfg["fine_tune_learning_rate"])
             if verbose:
@@ -288,7 +323,7 @@ def train(
                     f"learning rate {cfg['fine_tune_learning_rate']:g}",
                     file=sys.stderr,
                 )
-        train_ds = make_dataset(
+        train_ds = batches(
             train_split.images,
             train_split.labels,
             spec,
@@ -501,13 +536,16 @@ def register(sub) -> None:
         "--strategy",
         choices=["default", "mirrored"],
         default="default",
-        help="mirrored: tf.distribute.MirroredStrategy over every local GPU",
+        help="mirrored: tf.distribute.MirroredStrategy over every local GPU (TensorFlow "
+        "backend only)",
     )
     g.add_argument(
         "--mixed-precision",
-        choices=["auto", "on", "off"],
+        choices=PRECISIONS,
         default="auto",
-        help="mixed_float16 (auto: on when a GPU is present)",
+        help="auto: mixed bfloat16 on GPUs that compute it natively (NVIDIA compute capability "
+        "8.0+), float16 on older tensor-core GPUs, float32 on a CPU; on: mixed wherever; off: "
+        "float32; float16/bfloat16: that half. P(fake), the loss and the metrics stay float32",
     )
     g.add_argument(
         "--workers",
