@@ -174,6 +174,47 @@ def test_jax_and_tensorflow_train_the_same_crops_and_both_export(runs, name, tmp
     assert len(counts) == 1  # the same crops
 
 
+TORCH_ADAM = "keras.src.backend.torch.optimizers.torch_adam"
+
+
+class _NoTorch:
+    """As if PyTorch were not installed (CI's case; a GPU user's checkpoint comes back)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch" or name.startswith("keras.src.backend.torch"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+
+def test_a_pytorch_checkpoint_exports_where_torch_is_not_installed(runs, tmp_path):
+    """On PyTorch, Keras swaps Adam for its fused torch class, and the checkpoint names that
+    class's module: a .keras from a PyTorch GPU box does not even load, compiled, without torch.
+    Export needs only the weights, so it must take such a checkpoint all the same."""
+    import shutil
+    import zipfile
+
+    import keras
+
+    from training.__main__ import main
+
+    run = tmp_path / "torch-run"
+    shutil.copytree(runs["jax", "vgg10"], run)
+    with zipfile.ZipFile(runs["jax", "vgg10"] / "last.keras") as src:
+        parts = {n: src.read(n) for n in src.namelist()}
+    config = json.loads(parts["config.json"])
+    config["compile_config"]["optimizer"]["module"] = TORCH_ADAM  # what PyTorch writes
+    parts["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(run / "last.keras", "w") as dst:
+        for n, data in parts.items():
+            dst.writestr(n, data)
+    sys.meta_path.insert(0, _NoTorch())
+    try:
+        with pytest.raises(TypeError, match="torch_adam"):
+            keras.models.load_model(run / "last.keras")  # the failure export must not have
+        assert main(["export", str(run), "--out", str(tmp_path / "m"), "--checkpoint", "last"]) == 0
+    finally:
+        sys.meta_path.remove(next(f for f in sys.meta_path if isinstance(f, _NoTorch)))
+
+
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_a_checkpoint_computes_the_same_on_jax_as_on_tensorflow(runs, name):
     """A TensorFlow-trained checkpoint predicted on JAX gives TensorFlow's numbers: the models

@@ -241,7 +241,9 @@ def export_run(
     cfg = json.loads(cfg_path.read_text())
     state_path = run_dir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    trained = keras.models.load_model(ckpt)
+    # Weights only: a checkpoint from PyTorch names its optimizer by a torch module (Keras'
+    # fused Adam there), which cannot load where torch is not installed; export needs none.
+    trained = keras.models.load_model(ckpt, compile=False)
     # Rebuilt under float32 so a mixed-precision or multi-GPU run exports the same plain graph.
     keras.mixed_precision.set_global_policy("float32")
     channels = 1 if cfg["color"] == "gray" else 3

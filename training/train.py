@@ -264,11 +264,11 @@ def train(
         "precision": precision,
         "mixed_float16": precision == "mixed_float16",
     }
-    if verbose:
-        print(
-            f"train: Keras {device.backend} backend on {device.describe()}, {precision}",
-            file=sys.stderr,
-        )
+    # Said even with --quiet: a run on the wrong device is the costliest surprise.
+    print(
+        f"train: Keras {device.backend} backend on {device.describe()}, {precision}",
+        file=sys.stderr,
+    )
     warning = backend.unused_gpu_warning(device)
     if warning:
         print(warning, file=sys.stderr)
