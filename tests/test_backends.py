@@ -30,7 +30,7 @@ from training.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # n
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name: the CLI's arguments beyond --data and --out; small enough to train in seconds
     "vgg10": ["--model", "vgg10", "--size", "32", "--epochs", "1"],
-    "efficientnet_lite0": ["--model", "efficientnet_lite0", "--size", "64", "--color", "rgb"]
+    "efficientnet_lite0": ["--model", "efficientnet_lite0", "--size", "32", "--color", "rgb"]
     + ["--epochs", "2", "--freeze-epochs", "1"],
 }
 COMMON = ["--batch-size", "8", "--quiet"]
@@ -63,6 +63,8 @@ NO_TENSORFLOW = textwrap.dedent(
         x = np.load(job["inputs"])[name]
         out[name] = model.predict(x, verbose=0)
     np.savez(job["outputs"], **out)
+    # export converts with TensorFlow: on JAX it must say so, not fail somewhere inside
+    print("export exit", main(["export", job["train"][0][-1], "--out", job["outputs"] + "-m"]))
     print("tensorflow loaded:", [m for m in sys.modules if m.startswith("tensorflow")])
     """
 )
@@ -141,6 +143,7 @@ def runs(prepared, tmp_path_factory) -> dict[tuple[str, str], Path]:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tensorflow loaded: []" in proc.stdout
+    assert "export exit 2" in proc.stdout and "KERAS_BACKEND=tensorflow" in proc.stderr
     for name in RUNS:
         out["jax", name] = base / f"jax-{name}"
     out["inputs"], out["jax-predictions"] = inputs, base / "jax-predictions.npz"
@@ -237,7 +240,8 @@ def test_fine_tuning_froze_then_trained_the_backbone_on_jax(runs):
     from training.models.efficientnet_lite import efficientnet_lite0
 
     model = keras.models.load_model(runs["jax", "efficientnet_lite0"] / "last.keras")
-    imagenet = efficientnet_lite0((64, 64, 3))
+    size = int(_arg("efficientnet_lite0", "--size"))
+    imagenet = efficientnet_lite0((size, size, 3))
     assert model.get_layer("stem_conv").trainable
     moved = model.get_layer("stem_conv").get_weights()[0]
     assert not np.array_equal(moved, imagenet.get_layer("stem_conv").get_weights()[0])
@@ -365,3 +369,27 @@ def test_device_precision_and_the_unused_gpu_warning():
     assert backend.unused_gpu_warning(cpu, []) is None
     here = backend.detect()
     assert here.backend == "tensorflow" and here.kind == "cpu"  # CI: TensorFlow on the CPU
+
+
+def _requirements(name: str) -> list[str]:
+    lines = (ROOT / name).read_text().splitlines()
+    return [ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip()]
+
+
+def test_gpu_requirements_stay_in_step_and_serving_needs_no_gpu_framework():
+    """Each platform's GPU file is training's list plus its framework; TensorFlow's swaps the
+    CPU wheel for the CUDA one at the same version. Serving installs none of them."""
+    train = _requirements("requirements-train.txt")
+    cpu = next(r for r in train if r.startswith("tensorflow-cpu=="))
+    version = cpu.split("==")[1]
+    tf_gpu = _requirements("requirements-gpu-tf.txt")
+    assert sorted(tf_gpu) == sorted(
+        [r for r in train if r != cpu] + [f"tensorflow[and-cuda]=={version}"]
+    )
+    for name, framework in (("torch", "torch"), ("jax", "jax[cuda12]")):
+        reqs = _requirements(f"requirements-gpu-{name}.txt")
+        assert reqs[0] == "-r requirements-train.txt"
+        assert any(r.startswith(framework) for r in reqs[1:])
+    for serving in ("requirements.txt", "requirements-local.txt"):
+        names = {r.split("=")[0].split("[")[0].split(">")[0] for r in _requirements(serving)}
+        assert not names & {"torch", "jax", "jaxlib", "tensorflow", "tensorflow-cpu", "keras"}

@@ -235,6 +235,11 @@ def export_run(
     from .models import build
     from .train import spec_from_config
 
+    if keras.backend.backend() != "tensorflow":  # the LiteRT converter is TensorFlow's
+        raise DataError(
+            f"export converts with TensorFlow: run it with KERAS_BACKEND=tensorflow (or unset), "
+            f"not {keras.backend.backend()}; a checkpoint from any backend exports."
+        )
     cfg_path, ckpt = run_dir / "config.json", run_dir / f"{checkpoint}.keras"
     if not cfg_path.is_file() or not ckpt.is_file():
         raise DataError(f"{run_dir}: not a run folder (needs config.json and {ckpt.name}).")

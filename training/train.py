@@ -426,7 +426,9 @@ def register(sub) -> None:
         description="Train one of the paper's models on folders written by `prepare`. The "
         "model outputs P(fake) (positive class: fake). The loss is class-balanced with weights "
         "n/(2 n_class) from the training split. Writes RUN_DIR/config.json, history.csv, "
-        "accuracy.png, loss.png, best.keras (lowest validation loss), last.keras, state.json.",
+        "accuracy.png, loss.png, best.keras (lowest validation loss), last.keras, state.json. "
+        "Runs on Keras' TensorFlow, PyTorch or JAX backend, as KERAS_BACKEND says (tensorflow "
+        "when unset), and names the device it trains on.",
     )
     p.add_argument(
         "--data",
