@@ -4,6 +4,8 @@ Decoding and resizing happen once, in parallel worker processes, through `shared
 itself (with scale 1, offset 0), into a uint8 cache file per prepared folder and input size.
 tf.data then gathers batches from that cache, augments them (switchable), and applies the same
 `x * scale + offset` as `to_input`, so un-augmented batches equal serving's inputs bit for bit.
+This tf.data path feeds the TensorFlow backend; `feed.py` is its TensorFlow-free twin (a Keras
+PyDataset over the same cache) for the JAX and PyTorch backends.
 """
 
 from __future__ import annotations
