@@ -448,7 +448,7 @@ def test_card_carries_the_numbers_of_its_files(
         assert re.search(r"all\W+193\W+0\.8612\W+0\.9377", text)
         assert "Not measured" not in text  # the boxes; Grad-CAM says "not measured" inline
         assert "FFHQ (CC BY-NC-SA 4.0)" in text and "FairFace (CC BY 4.0)" in text
-    assert "dlib found a face in 50.0 % of 2 Black" in md
+    assert "a face was found in 50.0 % of 2 Black" in md
 
 
 def test_html_is_self_contained(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path):
