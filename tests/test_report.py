@@ -619,3 +619,12 @@ def test_card_shows_the_per_source_loss_weights(model_dir):
     assert "every (source, class) cell present carries the same share" in data
     assert re.search(r"fairface\W+real\W+2712\W+0\.643\W+20\.0 %", data)
     assert "(mean per class)" in data
+
+
+def test_no_face_intervals_are_wilson_and_do_not_collapse_at_zero():
+    from training.report import wilson
+
+    lo, hi = wilson(0, 89)  # a group with no miss still has an upper bound
+    assert lo == 0.0 and hi == pytest.approx(0.0414, abs=5e-4)
+    lo, hi = wilson(6, 726)  # Black FairFace val photos with no face, 27 November 2026
+    assert lo == pytest.approx(0.00379, abs=5e-5) and hi == pytest.approx(0.01791, abs=5e-5)

@@ -223,10 +223,30 @@ def summarise_fairface(predictions: Path, labels: Path | None, out: Path) -> Non
     )
     with (out / "no_face_by_group.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["attribute", "group", "images", "no_face", "no_face_rate", "labels"])
+        writer.writerow(
+            ["attribute", "group", "images", "no_face", "no_face_rate", "lo", "hi", "labels"]
+        )
         for attr, value in order:
             images, missed = counts[(attr, value)]
-            writer.writerow([attr, value, images, missed, f"{missed / images:.6f}", labels.name])
+            lo, hi = wilson(missed, images)
+            writer.writerow(
+                [attr, value, images, missed, f"{missed / images:.6f}", f"{lo:.6f}", f"{hi:.6f}"]
+                + [labels.name]
+            )
+
+
+def _rate_ci(row: dict[str, str]) -> str:
+    if not row.get("lo"):  # written before intervals were
+        return pct(row["no_face_rate"])
+    return f"{pct(row['no_face_rate'])} [{pct(row['lo'])}, {pct(row['hi'])}]"
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of the proportion k/n: unlike the bootstrap, it does not
+    collapse to a point when no photo of a small group was missed (0 of 89 is not 0 %)."""
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * (k * (n - k) / n + z * z / 4) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # --- the card's sections -------------------------------------------------------------------
@@ -432,11 +452,8 @@ def section_fairface(folder: Path | None) -> dict | None:
     if groups.is_file():
         g = read_csv(groups, ["attribute", "group", "images", "no_face", "no_face_rate"])
         result["by_group"] = table(
-            ["Attribute", "Group", "Images", "No face", "No-face rate"],
-            [
-                [x["attribute"], x["group"], x["images"], x["no_face"], pct(x["no_face_rate"])]
-                for x in g
-            ],
+            ["Attribute", "Group", "Images", "No face", "No-face rate [95 % Wilson CI]"],
+            [[x["attribute"], x["group"], x["images"], x["no_face"], _rate_ci(x)] for x in g],
         )
         result["group_rows"] = g
         result["labels"] = g[0].get("labels", "") if g else ""
