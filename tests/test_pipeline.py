@@ -40,9 +40,9 @@ def test_boxes_are_in_the_uploaded_photos_pixels(astronaut, monkeypatch):
     assert np.abs(face.points - 8 * small.points).mean() <= 8 * 3
     x, y, w, h = face.box
     assert 8 * small.box[0] < x + w / 2 < 8 * (small.box[0] + small.box[2])
-    # Detection decodes at 640 (YuNet's retry size); alignment at the scale the FFHQ recipe
-    # keeps (its quad shrunk to 2x the output), never the full 4096.
-    assert sides[0] == 640 and max(sides) < 4096
+    # The first decode is at 1024; alignment at the scale the FFHQ recipe keeps (its quad
+    # shrunk to 2x the output), never the full 4096.
+    assert sides[0] == 1024 and max(sides) < 4096
 
 
 def test_exif_rotated_upload_reports_boxes_in_the_displayed_orientation(astronaut):
