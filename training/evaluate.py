@@ -91,7 +91,8 @@ def load_predictor(model_dir: Path, checkpoint: str = "best"):
     from .train import spec_from_config
 
     cfg = json.loads(cfg_path.read_text())
-    model = keras.models.load_model(ckpt)
+    # Scoring needs no optimizer: a checkpoint saved on the torch backend names torch's Adam.
+    model = keras.models.load_model(ckpt, compile=False)
 
     def predict(x):
         return model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)[:, 0]
