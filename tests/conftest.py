@@ -32,6 +32,18 @@ def need_data(path: Path = DATA) -> Path:
     return path
 
 
+def write_manifest(root: Path, rows: list[dict]) -> None:
+    """A prepared folder's manifest.csv, as `training prepare` writes it, from `rows`."""
+    import csv
+
+    from training.datasets import MANIFEST_FIELDS
+
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def tiny_cnn(seed: int):
     """A small, untrained but real Keras CNN: 64² gray in, P(fake) out."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -23,8 +23,9 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from shared.model import ModelSpec, to_input  # noqa: E402
+from tests.conftest import write_manifest  # noqa: E402
 from training import backend  # noqa: E402
-from training.datasets import MANIFEST_FIELDS, read_prepared  # noqa: E402
+from training.datasets import read_prepared  # noqa: E402
 from training.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +88,7 @@ def prepared(tmp_path_factory) -> Path:
             dict(source=f"{label}/{i}.png", output=f"{label}/{i}.png", label=label)
             | dict(split="valid" if i >= 16 else "train", dataset="t", faces="1", status="ok")
         )
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(root, rows)
     return root
 
 

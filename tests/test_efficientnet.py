@@ -219,9 +219,8 @@ RUN_SIZE = 96  # a 3×3 Grad-CAM grid; small enough to train in seconds
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A prepared folder of textured RGB squares: 8 train and 4 valid images, half fake."""
-    import csv
 
-    from training.datasets import MANIFEST_FIELDS
+    from tests.conftest import write_manifest
 
     root = tmp_path_factory.mktemp("prepared")
     rng = np.random.default_rng(5)
@@ -237,10 +236,7 @@ def prepared(tmp_path_factory):
             dict(source=f"{label}/{i}.png", output=f"{label}/{i}.png", split=split, label=label)
             | dict(dataset="t", faces="1", status="ok")
         )
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(root, rows)
     return root
 
 

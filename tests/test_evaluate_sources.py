@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from shared.model import ModelSpec
+from tests.conftest import write_manifest
 from training.__main__ import main
-from training.datasets import MANIFEST_FIELDS, read_prepared
+from training.datasets import read_prepared
 from training.robustness import degrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,13 +25,6 @@ UNSPLASH = ROOT.parent / "shared" / "data" / "stylegan2-unsplash"
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-def write_manifest(root: Path, rows: list[dict]) -> None:
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def stripes(period: int, seed: int) -> np.ndarray:

@@ -343,7 +343,7 @@ def test_training_learns_a_learnable_fake(tmp_path):
     learns at all separates them; chance is 50%."""
     from PIL import Image
 
-    from training.datasets import MANIFEST_FIELDS
+    from tests.conftest import write_manifest
 
     root = tmp_path / "synthetic"
     rng = np.random.default_rng(0)
@@ -368,10 +368,7 @@ def test_training_learns_a_learnable_fake(tmp_path):
                 "status": "ok",
             }
         )
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(root, rows)
     run = tmp_path / "run"
     cli(
         "train",
@@ -402,7 +399,7 @@ def test_source_balance_is_recorded_in_the_run(tmp_path):
     records every (source, class) cell with an equal share of the loss."""
     from PIL import Image
 
-    from training.datasets import MANIFEST_FIELDS
+    from tests.conftest import write_manifest
 
     root = tmp_path / "two-sources"
     rng = np.random.default_rng(1)
@@ -427,10 +424,7 @@ def test_source_balance_is_recorded_in_the_run(tmp_path):
                     "status": "ok",
                 }
             )
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(root, rows)
     run = tmp_path / "run"
     cli(
         "train",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 
 import numpy as np
@@ -12,7 +11,8 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from shared.model import ModelSpec, to_input  # noqa: E402
-from training.datasets import MANIFEST_FIELDS, read_prepared  # noqa: E402
+from tests.conftest import write_manifest  # noqa: E402
+from training.datasets import read_prepared  # noqa: E402
 from training.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # noqa: E402
 
 
@@ -40,10 +40,7 @@ def folder(tmp_path_factory):
                 "status": "ok",
             }
         )
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
-        w.writeheader()
-        w.writerows(rows)
+    write_manifest(root, rows)
     return root
 
 
@@ -168,10 +165,7 @@ def test_several_prepared_folders_combine(folder, tmp_path):
             "status": "no_face",
         }
     )
-    with (other / "manifest.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")
-        w.writeheader()
-        w.writerows(rows)
+    write_manifest(other, rows)
     both = load_split(
         [read_prepared(folder), read_prepared(other)], "train", 32, "gray", workers=1, quiet=True
     )
