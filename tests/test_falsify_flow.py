@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from training import fairness
+from training.fairness import audit as fairness
 from training.falsify import run as falsify
 from training.falsify.encoder import Encoder
 

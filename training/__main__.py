@@ -10,7 +10,7 @@ COMMANDS = {
     "train": "training.train",
     "evaluate": "training.evaluate",
     "export": "training.export",
-    "fairness": "training.fairness",
+    "fairness": "training.fairness.audit",
     "falsify": "training.falsify.run",
     "compare": "training.compare",
     "report": "training.report",

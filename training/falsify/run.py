@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..fairness_labels import MANIFEST, PAIRS_COLUMNS
+from ..fairness.labels import MANIFEST, PAIRS_COLUMNS
 from .encoder import Encoder, EncoderError, check_output
 from .loader import load_encoder
 
