@@ -15,7 +15,7 @@ from PIL import Image
 from shared.model import ModelSpec
 from tests.conftest import write_manifest
 from training.__main__ import main
-from training.datasets import read_prepared
+from training.data.datasets import read_prepared
 from training.robustness import degrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +84,8 @@ def test_robustness_table_measures_the_drop_of_a_detector_that_needs_fine_detail
 ):
     """A 'detector' that calls fake whatever has fine stripes is perfect on clean crops and
     blind at half resolution: the table must show that drop, like for like."""
+    from training.data.pipeline import load_split
     from training.evaluate import robustness_table
-    from training.pipeline import load_split
 
     spec = ModelSpec(name="hf", version="0", size=256, color="gray")
 

@@ -6,7 +6,7 @@ import sys
 
 # Command -> the module whose register(subparsers) adds its parser with `func=` set.
 COMMANDS = {
-    "prepare": "training.prepare",
+    "prepare": "training.data.prepare",
     "train": "training.train",
     "evaluate": "training.evaluate",
     "export": "training.export",

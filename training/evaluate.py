@@ -22,7 +22,7 @@ import numpy as np
 from shared.cli import COLUMNS
 
 from .calibration import ECE_BINS, ece, plot_reliability, reliability
-from .datasets import MANIFEST_FIELDS, DataError, Prepared, read_prepared, source_of
+from .data.datasets import MANIFEST_FIELDS, DataError, Prepared, read_prepared, source_of
 from .robustness import TARGETS, VARIANTS
 
 # The columns of `python -m shared predict`, so both CSVs feed the fairness audit alike.
@@ -382,7 +382,7 @@ def evaluate(
     robustness: list[str] | None = None,
     robustness_on: str = "photo",
 ) -> list[dict]:
-    from .pipeline import load_split
+    from .data.pipeline import load_split
 
     predict, spec, described = load_predictor(model_dir, checkpoint)
     threshold = spec.threshold if threshold is None else threshold

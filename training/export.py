@@ -121,7 +121,7 @@ def check_inputs(
 
     from shared.model import to_input
 
-    from .datasets import DataError, read_prepared, usable
+    from .data.datasets import DataError, read_prepared, usable
 
     found = []
     for folder in data or cfg["data"]:
@@ -162,8 +162,8 @@ def _valid_calibration(
     from shared.model import calibrate
 
     from .calibration import choose_threshold, fit_on_valid
-    from .datasets import DataError, read_prepared
-    from .pipeline import load_split
+    from .data.datasets import DataError, read_prepared
+    from .data.pipeline import load_split
 
     val = load_split(
         [read_prepared(d) for d in cfg["data"]],
@@ -231,7 +231,7 @@ def export_run(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from .datasets import DataError
+    from .data.datasets import DataError
     from .models import build
     from .train import spec_from_config
 
@@ -304,7 +304,7 @@ def export_run(
     spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
     spec = replace(spec, threshold=float(threshold), trained_on=_trained_on(cfg), extra=extra)
     spec = replace(spec, temperature=temperature)
-    from .prepare import alignment_drift
+    from .data.prepare import alignment_drift
 
     for folder in cfg["data"]:
         drift = alignment_drift(Path(folder)) if Path(folder).is_dir() else None
@@ -329,7 +329,7 @@ def export_run(
 
 
 def run(args) -> int:
-    from .datasets import DataError
+    from .data.datasets import DataError
 
     out = Path(args.out)
     try:
