@@ -8,12 +8,12 @@ import sys
 COMMANDS = {
     "prepare": "training.data.prepare",
     "train": "training.train",
-    "evaluate": "training.evaluate",
+    "evaluate": "training.evaluation.evaluate",
     "export": "training.export",
     "fairness": "training.fairness.audit",
     "falsify": "training.falsify.run",
-    "compare": "training.compare",
-    "report": "training.report",
+    "compare": "training.evaluation.compare",
+    "report": "training.evaluation.report",
 }
 
 
