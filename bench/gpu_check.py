@@ -23,7 +23,7 @@ def predict(run: Path, crops: Path, count: int = 32, checkpoint: str = "last"):
     from PIL import Image
 
     from shared.model import to_input
-    from training.datasets import read_prepared, usable
+    from training.data.datasets import read_prepared, usable
     from training.models import build
     from training.train import spec_from_config
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from training.datasets import MANIFEST_FIELDS, read_prepared, usable  # noqa: E402
-from training.pipeline import pixels  # noqa: E402
+from training.data.datasets import MANIFEST_FIELDS, read_prepared, usable  # noqa: E402
+from training.data.pipeline import pixels  # noqa: E402
 
 
 def pick(rows: list[dict], n: int) -> list[dict]:

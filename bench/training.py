@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 def ours(data: Path, size: int, color: str, batch: int):
     """(dataset factory, seconds spent building the decoded cache, image count)."""
     from shared.model import ModelSpec
-    from training.datasets import read_prepared
-    from training.pipeline import Augment, load_split, make_dataset
+    from training.data.datasets import read_prepared
+    from training.data.pipeline import Augment, load_split, make_dataset
 
     spec = ModelSpec(name="bench", version="0", size=size, color=color)
     # A fresh cache folder: the figure is the one-off cold decode, not a reused cache.
@@ -101,7 +101,7 @@ def train_rate(batches, steps: int, size: int, channels: int) -> float:
 
 
 def prepare_rate(src: Path, n: int, workers: int) -> float:
-    from training.prepare import prepare
+    from training.data.prepare import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         s = prepare(src, Path(tmp) / "p", workers=workers, limit=n, quiet=True)

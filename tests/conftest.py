@@ -36,7 +36,7 @@ def write_manifest(root: Path, rows: list[dict]) -> None:
     """A prepared folder's manifest.csv, as `training prepare` writes it, from `rows`."""
     import csv
 
-    from training.datasets import MANIFEST_FIELDS
+    from training.data.datasets import MANIFEST_FIELDS
 
     with (root / "manifest.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, MANIFEST_FIELDS, restval="")

@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from shared.model import ModelSpec, to_input  # noqa: E402
 from tests.conftest import write_manifest  # noqa: E402
 from training import backend  # noqa: E402
-from training.datasets import read_prepared  # noqa: E402
-from training.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # noqa: E402
+from training.data.datasets import read_prepared  # noqa: E402
+from training.data.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name: the CLI's arguments beyond --data and --out; small enough to train in seconds
@@ -259,7 +259,7 @@ def split(prepared):
 def test_pydataset_batches_equal_serving_inputs_and_tf_data(split, prepared):
     """Un-augmented, the TensorFlow-free pipeline gives serving's inputs bit for bit, as
     tf.data does, with the same labels and weights."""
-    from training.feed import Batches
+    from training.data.feed import Batches
 
     spec = ModelSpec(name="t", version="0", size=48, color="rgb", scale=1 / 127.5, offset=-1.0)
     weights = np.linspace(0.5, 1.5, len(split.labels)).astype(np.float32)
@@ -278,7 +278,7 @@ def test_pydataset_batches_equal_serving_inputs_and_tf_data(split, prepared):
 
 
 def test_pydataset_shuffles_by_seed_and_epoch_and_augments_deterministically(split):
-    from training.feed import Batches
+    from training.data.feed import Batches
 
     spec = ModelSpec(name="t", version="0", size=48, color="rgb")
     ids = np.arange(len(split.labels), dtype=np.float32)  # labels double as row ids
@@ -315,7 +315,7 @@ def test_numpy_rotation_shear_and_blur_match_tensorflows():
     and shear through ImageProjectiveTransformV3, the same Gaussian through depthwise conv."""
     import tensorflow as tf
 
-    from training.feed import affine, blur
+    from training.data.feed import affine, blur
 
     rng = np.random.default_rng(2)
     batch = rng.uniform(0, 255, (3, 40, 40, 3)).astype(np.float32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from shared.model import calibrate
-from training.calibration import (
+from training.evaluation.calibration import (
     choose_threshold,
     ece,
     fit_on_valid,

@@ -300,7 +300,7 @@ def test_a_fine_tuned_run_exports_with_grad_cam(run, prepared, tmp_path):
     from shared.explain import grad_cam
     from shared.model import Model, calibrate
     from training.__main__ import main
-    from training.gradcam import reference
+    from training.evaluation.gradcam import reference
 
     out, _ = run
     assert main(["export", str(out), "--out", str(tmp_path / "m"), "--checkpoint", "last"]) == 0

@@ -15,8 +15,8 @@ from PIL import Image
 from shared.model import ModelSpec
 from tests.conftest import write_manifest
 from training.__main__ import main
-from training.datasets import read_prepared
-from training.robustness import degrade
+from training.data.datasets import read_prepared
+from training.evaluation.robustness import degrade
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSPLASH = ROOT.parent / "shared" / "data" / "stylegan2-unsplash"
@@ -84,8 +84,8 @@ def test_robustness_table_measures_the_drop_of_a_detector_that_needs_fine_detail
 ):
     """A 'detector' that calls fake whatever has fine stripes is perfect on clean crops and
     blind at half resolution: the table must show that drop, like for like."""
-    from training.evaluate import robustness_table
-    from training.pipeline import load_split
+    from training.data.pipeline import load_split
+    from training.evaluation.evaluate import robustness_table
 
     spec = ModelSpec(name="hf", version="0", size=256, color="gray")
 
@@ -123,7 +123,7 @@ def test_source_filter_names_held_out_sources_and_writes_calibration(
 ):
     """`evaluate --source b` on a model trained on `a` only: scores b alone, says it was held
     out, and writes the ECE (matching its predictions) and the reliability diagram."""
-    from training.calibration import ece
+    from training.evaluation.calibration import ece
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -168,7 +168,7 @@ def test_photo_robustness_realigns_the_degraded_source_photo(tiny_model_dir, tmp
         pytest.skip(f"needs {UNSPLASH} (the shared data set beside the repository)")
     from shared.faces import detect_and_align
     from shared.images import load_image
-    from training.robustness import variant_pixels
+    from training.evaluation.robustness import variant_pixels
 
     root = tmp_path / "prep"
     rows = []

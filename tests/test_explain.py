@@ -54,8 +54,8 @@ def test_served_grad_cam_matches_tensorflow(tmp_path, images, data_dir, head):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
+    from training.evaluation.gradcam import reference
     from training.export import export_keras
-    from training.gradcam import reference
     from training.models import build
 
     keras.utils.set_random_seed(3)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import fairness
+from training.fairness import audit as fairness
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FAIRFACE = DATA / "fairface"

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from training.fairness_metrics import FAV, PRIV, UNFAV, UNPRIV, Bootstrap, Cells, why_undefined
+from training.fairness.metrics import FAV, PRIV, UNFAV, UNPRIV, Bootstrap, Cells, why_undefined
 
 
 def _aif360_metric(side, truth, pred):

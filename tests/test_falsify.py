@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import falsify
-from training.falsify_encoder import Encoder
+from training.falsify import run as falsify
+from training.falsify.encoder import Encoder
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FAIRFACE = DATA / "fairface"
@@ -213,7 +213,7 @@ def test_bad_input_is_one_sentence(tmp_path, capsys):
     assert cli("--data", tmp_path / "d", "--out", tmp_path / "o", "--encoder", "nomodule") == 2
     assert "psp" in capsys.readouterr().err
     assert cli("--data", tmp_path / "d", "--out", tmp_path / "o", "--encoder", "json:loads") == 2
-    assert "is not a training.falsify_encoder.Encoder class" in capsys.readouterr().err
+    assert "is not a training.falsify.encoder.Encoder class" in capsys.readouterr().err
 
 
 # --- the pSp adapter, as far as it goes without weights ----------------------------------------
@@ -230,7 +230,7 @@ def fake_checkout(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_psp_adapter_checks_paths_before_anything_else(tmp_path, capsys):
-    from training.falsify_psp import check_paths
+    from training.falsify.psp import check_paths
 
     repo, ckpt = fake_checkout(tmp_path)
     args = ["--data", tmp_path, "--out", tmp_path / "o", "--encoder", "psp"]
@@ -282,7 +282,7 @@ def test_psp_adapter_says_pytorch_is_needed(tmp_path, capsys):
 def test_native_ops_match_a_direct_convolution():
     """The CPU stand-ins for pSp's CUDA ops, against the definition written out in numpy."""
     torch = pytest.importorskip("torch")
-    from training.falsify_psp import native_ops
+    from training.falsify.psp import native_ops
 
     ops = native_ops(torch)
     rng = np.random.default_rng(0)
@@ -310,7 +310,7 @@ def test_native_ops_match_a_direct_convolution():
 def test_help_explains(tmp_path):
     """`python -m training falsify --help` runs in a fresh process (imports no TensorFlow)."""
     code = (
-        "import argparse; from training import falsify; p = argparse.ArgumentParser("
+        "import argparse; from training.falsify import run as falsify; p = argparse.ArgumentParser("
         "prog='python -m training'); falsify.register(p.add_subparsers()); "
         "p.parse_args(['falsify', '--help'])"
     )

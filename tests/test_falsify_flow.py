@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from training import fairness, falsify
-from training.falsify_encoder import Encoder
+from training.fairness import audit as fairness
+from training.falsify import run as falsify
+from training.falsify.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 FAIRFACE = ROOT.parent / "shared" / "data" / "fairface"

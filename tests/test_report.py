@@ -622,7 +622,7 @@ def test_card_shows_the_per_source_loss_weights(model_dir):
 
 
 def test_no_face_intervals_are_wilson_and_do_not_collapse_at_zero():
-    from training.report import wilson
+    from training.evaluation.report import wilson
 
     lo, hi = wilson(0, 89)  # a group with no miss still has an upper bound
     assert lo == 0.0 and hi == pytest.approx(0.0414, abs=5e-4)

@@ -95,7 +95,7 @@ def split_class_counts(recs) -> dict[tuple[str, str], int]:
 
 
 def test_readers_count_the_shared_data():
-    from training.datasets import read_source
+    from training.data.datasets import read_source
 
     tables = data_md_tables()
     kind, recs = read_source(need(KAGGLE))
@@ -193,7 +193,7 @@ def test_shards_split_the_work(tmp_path):
     out = tmp_path / "sharded"
     for k in ("1/2", "2/2"):
         cli("prepare", need(KAGGLE), out, "--limit", "6", "--shard", k, "--workers", "1")
-    from training.datasets import read_prepared
+    from training.data.datasets import read_prepared
 
     a, b = (read_csv(out / f"manifest-{k}-of-2.csv") for k in (1, 2))
     assert a and b and not {r["source"] for r in a} & {r["source"] for r in b}
@@ -462,7 +462,7 @@ def test_alignment_drift_is_caught(prepared, tmp_path):
     """Crops prepared by other alignment code than serving's are detected (export refuses)."""
     from PIL import Image
 
-    from training.prepare import alignment_drift
+    from training.data.prepare import alignment_drift
 
     worst, compared = alignment_drift(prepared, count=3)
     assert worst == 0 and compared == 3  # prepare used serving's code: identical pixels

@@ -12,8 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from shared.model import ModelSpec, to_input  # noqa: E402
 from tests.conftest import write_manifest  # noqa: E402
-from training.datasets import read_prepared  # noqa: E402
-from training.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # noqa: E402
+from training.data.datasets import read_prepared  # noqa: E402
+from training.data.pipeline import NO_AUGMENT, Augment, load_split, make_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_several_prepared_folders_combine(folder, tmp_path):
     assert len(both.images) == 15 and both.images.shape[1:] == (32, 32, 1)
     assert [r["dataset"] for r in both.rows[-3:]] == ["fairface"] * 3
     assert both.images[-1].min() == both.images[-1].max() == 80  # the grey square, unchanged
-    from training.pipeline import class_weights
+    from training.data.pipeline import class_weights
 
     w = class_weights(both.labels)
     assert w["fake"] * 6 == pytest.approx(w["real"] * 9)  # each class carries half the loss
@@ -194,7 +194,7 @@ def test_vgg10_heads_differ_only_after_the_last_block():
 
 def _split(cells: dict[tuple[str, str], int]):
     """A Split of empty pixels whose rows come from the given (source, class) counts."""
-    from training.pipeline import Split
+    from training.data.pipeline import Split
 
     rows = [
         {"dataset": source, "label": label, "root": f"/p/{source}"}
@@ -217,7 +217,7 @@ def test_source_balance_gives_every_source_class_cell_the_same_weight():
     """140k-like (more fakes), a second generator (more fakes), FairFace-like (reals only):
     under `source` each cell carries 1/5 of the loss, so within a source its reals and fakes
     weigh the same and no source's look predicts the label better than chance."""
-    from training.pipeline import sample_weights
+    from training.data.pipeline import sample_weights
 
     train = _split(
         {
@@ -256,7 +256,7 @@ def test_source_balance_gives_every_source_class_cell_the_same_weight():
 
 
 def test_class_and_no_balance_are_unchanged_and_source_reduces_to_class_on_one_source():
-    from training.pipeline import class_weights, sample_weights
+    from training.data.pipeline import class_weights, sample_weights
 
     one = _split({("140k", "real"): 30, ("140k", "fake"): 90})
     cw = class_weights(one.labels)
@@ -281,8 +281,8 @@ def test_class_and_no_balance_are_unchanged_and_source_reduces_to_class_on_one_s
 
 
 def test_one_class_training_data_and_unknown_modes_are_refused():
-    from training.datasets import DataError
-    from training.pipeline import sample_weights
+    from training.data.datasets import DataError
+    from training.data.pipeline import sample_weights
 
     reals = _split({("fairface", "real"): 5})
     for mode in ("weights", "source"):

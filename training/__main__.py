@@ -4,8 +4,17 @@ import argparse
 import importlib
 import sys
 
-# Each module defines register(subparsers) that adds its parser with `func=` set.
-COMMANDS = ["prepare", "train", "evaluate", "export", "fairness", "falsify", "compare", "report"]
+# Command -> the module whose register(subparsers) adds its parser with `func=` set.
+COMMANDS = {
+    "prepare": "training.data.prepare",
+    "train": "training.train",
+    "evaluate": "training.evaluation.evaluate",
+    "export": "training.export",
+    "fairness": "training.fairness.audit",
+    "falsify": "training.falsify.run",
+    "compare": "training.evaluation.compare",
+    "report": "training.evaluation.report",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Train, evaluate, export and audit the fake-face detector.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"training.{name}").register(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(module).register(sub)
     args = parser.parse_args(argv)
     return args.func(args) or 0
 

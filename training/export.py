@@ -19,7 +19,7 @@ def _convert(keras_model, explain: bool) -> tuple[bytes, dict]:
     import keras
     import tensorflow as tf
 
-    from . import gradcam
+    from .evaluation import gradcam
 
     archive = keras.export.ExportArchive()
     archive.track(keras_model)  # a plain tf.Module would not see Keras 3's variables
@@ -95,7 +95,7 @@ def cam_agreement(keras_model, served: Model, inputs: np.ndarray) -> float:
     explaining the label serving gives. Flat maps (nothing for that class) must agree exactly."""
     from shared.explain import grad_cam
 
-    from .gradcam import reference
+    from .evaluation.gradcam import reference
 
     worst = 1.0
     for x in inputs:
@@ -121,7 +121,7 @@ def check_inputs(
 
     from shared.model import to_input
 
-    from .datasets import DataError, read_prepared, usable
+    from .data.datasets import DataError, read_prepared, usable
 
     found = []
     for folder in data or cfg["data"]:
@@ -153,17 +153,18 @@ def _valid_calibration(
 ) -> tuple[float, float, dict]:
     """(temperature, threshold, what model.json records) from the run's validation split.
 
-    With `fit`, a temperature is fitted there (calibration.py) and the threshold is chosen on the
-    calibrated P(fake), the number serving shows. `threshold` "valid" is the cut that maximises
-    balanced accuracy there: a small or short run can rank well (high AUC) yet sit off-centre;
-    picking the cut on validation data (never test) keeps the call balanced between classes."""
+    With `fit`, a temperature is fitted there (evaluation/calibration.py) and the threshold is
+    chosen on the calibrated P(fake), the number serving shows. `threshold` "valid" is the cut
+    that maximises balanced accuracy there: a small or short run can rank well (high AUC) yet
+    sit off-centre; picking the cut on validation data (never test) keeps the call balanced
+    between classes."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from shared.model import calibrate
 
-    from .calibration import choose_threshold, fit_on_valid
-    from .datasets import DataError, read_prepared
-    from .pipeline import load_split
+    from .data.datasets import DataError, read_prepared
+    from .data.pipeline import load_split
+    from .evaluation.calibration import choose_threshold, fit_on_valid
 
     val = load_split(
         [read_prepared(d) for d in cfg["data"]],
@@ -231,7 +232,7 @@ def export_run(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from .datasets import DataError
+    from .data.datasets import DataError
     from .models import build
     from .train import spec_from_config
 
@@ -304,7 +305,7 @@ def export_run(
     spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
     spec = replace(spec, threshold=float(threshold), trained_on=_trained_on(cfg), extra=extra)
     spec = replace(spec, temperature=temperature)
-    from .prepare import alignment_drift
+    from .data.prepare import alignment_drift
 
     for folder in cfg["data"]:
         drift = alignment_drift(Path(folder)) if Path(folder).is_dir() else None
@@ -329,7 +330,7 @@ def export_run(
 
 
 def run(args) -> int:
-    from .datasets import DataError
+    from .data.datasets import DataError
 
     out = Path(args.out)
     try:

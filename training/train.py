@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from .backend import PRECISIONS
-from .datasets import DataError, class_counts, read_prepared, usable
-from .pipeline import BALANCE_MODES, Augment, load_split, make_dataset, sample_weights
+from .data.datasets import DataError, class_counts, read_prepared, usable
+from .data.pipeline import BALANCE_MODES, Augment, load_split, make_dataset, sample_weights
 
 # training.models imports Keras (seconds); the CLI must not pay that for `--help` or `prepare`.
 MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121", "efficientnet_lite0")
@@ -188,7 +188,7 @@ def _scope(strategy):
 
 
 def _batches(images, labels, spec, batch_size, **kwargs):
-    from .feed import Batches
+    from .data.feed import Batches
 
     return Batches(images, labels, spec, batch_size, **kwargs)
 
@@ -210,7 +210,7 @@ def train(
 
     prepared = [read_prepared(d) for d in cfg["data"]]
     cfg["align_size"] = _align_size(prepared)
-    from .prepare import alignment_drift
+    from .data.prepare import alignment_drift
 
     for p in prepared:
         try:
@@ -235,7 +235,7 @@ def train(
     )
     train_split = load_split(prepared, "train", **load)
     val_split = load_split(prepared, cfg["val_split"], **load)
-    # Loss weights per image: by class, by (source, class) cell, or none (pipeline.py).
+    # Loss weights per image: by class, by (source, class) cell, or none (data/pipeline.py).
     train_w, val_w, balance = sample_weights(train_split, val_split, cfg["balance"])
     cw = balance["class_weights"]
     cfg["classes"] = {

@@ -21,8 +21,8 @@ import numpy as np
 
 from shared.cli import COLUMNS
 
+from ..data.datasets import MANIFEST_FIELDS, DataError, Prepared, read_prepared, source_of
 from .calibration import ECE_BINS, ece, plot_reliability, reliability
-from .datasets import MANIFEST_FIELDS, DataError, Prepared, read_prepared, source_of
 from .robustness import TARGETS, VARIANTS
 
 # The columns of `python -m shared predict`, so both CSVs feed the fairness audit alike.
@@ -88,7 +88,7 @@ def load_predictor(model_dir: Path, checkpoint: str = "best"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from .train import spec_from_config
+    from ..train import spec_from_config
 
     cfg = json.loads(cfg_path.read_text())
     # Scoring needs no optimizer: a checkpoint saved on the torch backend names torch's Adam.
@@ -382,7 +382,7 @@ def evaluate(
     robustness: list[str] | None = None,
     robustness_on: str = "photo",
 ) -> list[dict]:
-    from .pipeline import load_split
+    from ..data.pipeline import load_split
 
     predict, spec, described = load_predictor(model_dir, checkpoint)
     threshold = spec.threshold if threshold is None else threshold

@@ -1,9 +1,12 @@
-"""The encoder interface `falsify` drives: an FFHQ-aligned RGB face in, a generated face out."""
+"""The encoder interface `falsify` drives: an FFHQ-aligned RGB face in, a generated face out.
+
+Only the interface: `loader` picks an implementation (pSp in `psp`, or a plug-in class), so
+the implementations import this module and it imports none of them.
+"""
 
 from __future__ import annotations
 
 import abc
-import importlib
 
 import numpy as np
 
@@ -42,24 +45,3 @@ def check_output(out: object) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise ValueError(f"encoder returned dtype {arr.dtype}, not uint8")
     return arr
-
-
-def load_encoder(spec: str, **kwargs) -> Encoder:
-    """`psp` (kwargs: repo, checkpoint, device, ...) or `package.module:Class` (no arguments)."""
-    if spec == "psp":
-        from .falsify_psp import PSPEncoder
-
-        return PSPEncoder(**kwargs)
-    module_name, sep, cls_name = spec.partition(":")
-    if not sep or not module_name or not cls_name:
-        raise EncoderError(f"--encoder {spec!r}: use `psp` or `package.module:ClassName`.")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as exc:
-        raise EncoderError(f"--encoder {spec!r} cannot be imported: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Encoder)):
-        raise EncoderError(f"--encoder {spec!r} is not a training.falsify_encoder.Encoder class.")
-    try:
-        return cls()
-    except Exception as exc:
-        raise EncoderError(f"--encoder {spec!r} could not be created: {exc}") from exc

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fairness_labels import (
+from .labels import (
     CLASSES,
     PAPER_GROUPS,
     GroupDef,
@@ -25,7 +25,7 @@ from .fairness_labels import (
     parse_group,
     read_labels,
 )
-from .fairness_metrics import FAV, PRIV, UNFAV, UNPRIV, Bootstrap, Cells, why_undefined
+from .metrics import FAV, PRIV, UNFAV, UNPRIV, Bootstrap, Cells, why_undefined
 
 
 @dataclass
@@ -121,7 +121,7 @@ def run_audit(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .fairness_report import write_reports
+    from .report import write_reports
 
     try:
         for p in args.predictions:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .fairness_metrics import PRIV, UNPRIV
+from .metrics import PRIV, UNPRIV
 
 CLASSES = ("real", "fake")
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .fairness_labels import MANIFEST, PAIRS_COLUMNS
-from .falsify_encoder import Encoder, EncoderError, check_output, load_encoder
+from ..fairness.labels import MANIFEST, PAIRS_COLUMNS
+from .encoder import Encoder, EncoderError, check_output
+from .loader import load_encoder
 
 FAILURE_COLUMNS = ["real_path", "status", "detail"]
 OK = "ok"
@@ -362,7 +363,7 @@ def register(sub) -> None:
     p.add_argument(
         "--encoder",
         default="psp",
-        help="`psp` or `package.module:Class` (a training.falsify_encoder.Encoder)",
+        help="`psp` or `package.module:Class` (a training.falsify.encoder.Encoder)",
     )
     p.add_argument(
         "--psp-repo",

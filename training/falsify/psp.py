@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .falsify_encoder import Encoder, EncoderError
+from .encoder import Encoder, EncoderError
 
 # Files whose presence says "this is a pSp checkout" before any of it is imported.
 REPO_MARKERS = ("models/psp.py", "models/stylegan2/model.py", "configs/paths_config.py")

@@ -23,10 +23,10 @@ from pathlib import Path
 from .calibration import ECE_BINS
 from .compare import SELECTION_RULE
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"  # training/templates
 # ../shared/data beside the repository, as everywhere else in the project.
 DEFAULT_LABELS = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "fairface" / "fairface_label_val.csv"
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "fairface" / "fairface_label_val.csv"
 )
 FAIRNESS_FILES = ["fairness.csv", "fairness_groups.csv", "fairness.md", "fairness.png"]
 FAIRNESS_FILES += ["fairness.json"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fairness_metrics import FAV, PRIV, SIDES, UNFAV, UNPRIV
+from .metrics import FAV, PRIV, SIDES, UNFAV, UNPRIV
 
 SUMMARY_COLUMNS = [
     "definition", "column", "privileged", "unprivileged", "favourable",

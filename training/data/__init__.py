@@ -1,0 +1,1 @@
+"""Training data: reading sources, `prepare` (detect and align), the input pipelines."""

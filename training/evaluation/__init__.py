@@ -1,0 +1,1 @@
+"""Evaluation: metrics, robustness, calibration, Grad-CAM, run comparison and the model card."""

@@ -1,0 +1,1 @@
+"""The fairness audit: FairFace labels, group metrics with bootstrap CIs, its reports."""
