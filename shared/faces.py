@@ -155,13 +155,12 @@ def _face_crop(image: Image.Image, face: Face) -> tuple[Image.Image, np.ndarray,
     side = DLIB_SIDE * w
     left, top = round(x + DLIB_CX * w - side), round(y + DLIB_CY * h - side)
     box = (left, top, left + round(2 * side), top + round(2 * side))
+    crop = image.crop(box)  # not resize(box=...): that refuses a box past the photo's edge
     scale = min(1.0, MAX_DLIB_SIDE / side)
     if scale < 1:
         n = round(2 * side * scale)
-        crop = image.resize((n, n), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+        crop = crop.resize((n, n), Image.Resampling.BILINEAR, reducing_gap=2.0)
         scale = n / (box[2] - box[0])
-    else:
-        crop = image.crop(box)
     centre = np.array([left, top]) + (box[2] - box[0]) / 2
     return crop.convert("L"), centre, side * scale, scale
 

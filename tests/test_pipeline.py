@@ -8,6 +8,7 @@ from PIL import Image
 from skimage import data
 
 from shared.errors import NoFace
+from shared.faces import DLIB_CX, DLIB_SIDE, MAX_DLIB_SIDE
 from shared.images import Source
 from shared.model import Model
 from shared.pipeline import Stopwatch, analyze, locate_faces
@@ -43,6 +44,19 @@ def test_boxes_are_in_the_uploaded_photos_pixels(astronaut, monkeypatch):
     # The first decode is at 1024; alignment at the scale the FFHQ recipe keeps (its quad
     # shrunk to 2x the output), never the full 4096.
     assert sides[0] == 1024 and max(sides) < 4096
+
+
+def test_a_large_face_near_the_photos_edge(astronaut):
+    # dlib's crop around a face near the edge reaches outside the photo; on a large face that
+    # crop is also shrunk (faces.MAX_DLIB_SIDE), and both must hold together.
+    edge = astronaut.crop((150, 0, 512, 512)).resize((1448, 2048), Image.Resampling.BICUBIC)
+    face = locate_faces(Source(jpeg(edge), 10**9, 10**9), 256, Stopwatch())[1][0]
+    upright = locate_faces(Source(jpeg(astronaut), 10**9, 10**9), 256, Stopwatch())[1][0]
+    x, _, w, _ = face.box
+    assert x + (DLIB_CX - DLIB_SIDE) * w < 0 and DLIB_SIDE * w > MAX_DLIB_SIDE
+    # The same eyes and mouth as in the whole photo, mapped into the cut one (±3 px at 512²).
+    expected = (upright.points - [150, 0]) * 4
+    assert np.abs(face.points - expected).mean() <= 4 * 3
 
 
 def test_exif_rotated_upload_reports_boxes_in_the_displayed_orientation(astronaut):
