@@ -239,10 +239,13 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["classes"]["positive"] == "fake" and cfg["classes"]["train"]["fake"] > 0
 
-    # --resume continues to a later epoch without losing the first two.
-    cli("train", "--out", run, "--resume", "--epochs", "3", "--quiet")
-    assert [h["epoch"] for h in read_csv(run / "history.csv")] == ["1", "2", "3"]
-    assert history == read_csv(run / "history.csv")[:2]
+    # --resume continues to a later epoch without losing the first two; the last epoch
+    # (--anneal-epochs 1) trains at a tenth of the learning rate.
+    cli("train", "--out", run, "--resume", "--epochs", "3", "--anneal-epochs", "1", "--quiet")
+    resumed = read_csv(run / "history.csv")
+    assert [h["epoch"] for h in resumed] == ["1", "2", "3"]
+    assert history == resumed[:2]
+    assert [float(h["lr"]) for h in resumed] == pytest.approx([3e-4, 3e-4, 3e-5])
 
     keras_eval = tmp_path / "eval-keras"
     cli(

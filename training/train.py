@@ -155,8 +155,17 @@ def _config(args) -> dict:
         "strategy": args.strategy,
         "mixed_precision": args.mixed_precision,
         "patience": args.patience,
+        "anneal_epochs": args.anneal_epochs,
         "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M"),
     }
+
+
+def _annealed_lr(cfg: dict, epoch: int) -> float | None:
+    """The learning rate of one of the last --anneal-epochs epochs: a tenth of the one in force
+    before them (None before them). Set every such epoch, so a resume lands on it too."""
+    if epoch < cfg["epochs"] - cfg.get("anneal_epochs", 0):
+        return None
+    return (cfg.get("fine_tune_learning_rate") or cfg["learning_rate"]) / 10
 
 
 def _compile(model, learning_rate: float) -> None:
@@ -323,6 +332,9 @@ def train(
                     f"learning rate {cfg['fine_tune_learning_rate']:g}",
                     file=sys.stderr,
                 )
+        anneal = _annealed_lr(cfg, epoch)
+        if anneal is not None:
+            model.optimizer.learning_rate.assign(anneal)  # Adam's moments carry on
         train_ds = batches(
             train_split.images,
             train_split.labels,
@@ -387,6 +399,8 @@ def run(args) -> int:
             cfg = json.loads((out / "config.json").read_text())
             if args.epochs is not None:
                 cfg["epochs"] = args.epochs  # continuing may also mean training for longer
+            if args.anneal_epochs:
+                cfg["anneal_epochs"] = args.anneal_epochs
         else:
             if (out / "state.json").is_file():
                 raise DataError(
@@ -483,6 +497,12 @@ def register(sub) -> None:
         type=float,
         default=1e-4,
         help="Adam learning rate once the backbone is unfrozen (1e-4)",
+    )
+    p.add_argument(
+        "--anneal-epochs",
+        type=int,
+        default=0,
+        help="the last this many epochs train at a tenth of the learning rate (0: none)",
     )
     p.add_argument(
         "--batch-norm",
