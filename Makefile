@@ -65,13 +65,13 @@ runs/aligned-fairface-train/prepare.json: | $(VENV)/.test
 
 # The shipped recipe: EfficientNet-Lite0 from its ImageNet weights, 160² colour, every source
 # and class weighing the same, heavy JPEG/blur/resize augmentation (README: how it was chosen).
-RECIPE     ?= --model efficientnet_lite0 --size 160 --color rgb --epochs 8 --freeze-epochs 2 \
+RECIPE     ?= --model efficientnet_lite0 --size 160 --color rgb --epochs 16 --freeze-epochs 2 \
 	--balance source --jpeg 0.5 --blur 0.5 --resize 0.5
 MODEL_NAME ?= efficientnet_lite0-rgb160
 # The paper's VGG-10 (the design card's model), trained on the same data: `make paper-model`.
 PAPER_RECIPE ?= --model vgg10 --size 128 --color gray --epochs 20
 
-model: $(ALIGNED:%=%/prepare.json)  ## retrain, export, evaluate, audit models/default, write its card (~1 h)
+model: $(ALIGNED:%=%/prepare.json)  ## retrain, export, evaluate, audit models/default, write its card (~1 h 40 min)
 	$(BIN)/python -m training train $(ALIGNED:%=--data %) $(RECIPE) --out runs/default $(if $(wildcard runs/default/last.keras),--resume)
 	$(BIN)/python -m training export runs/default --out models/default --name $(MODEL_NAME) \
 		--threshold valid
