@@ -35,6 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tests.conftest import LocalHost  # noqa: E402  (the same launcher the tests use)
 
+# The service's byte cap (the tests' 4 MB would refuse the hostile PNGs unread).
+MAX_BYTES = 20 * 2**20
 SIZES = {"0.25 MP": (512, 512), "1 MP": (1152, 864), "12 MP": (4000, 3000)}
 
 
@@ -163,7 +165,7 @@ def handler_stages(model_dir: Path, n: int) -> dict[str, dict[str, float]]:
         env={
             **os.environ,
             "FAKEFACES_MODEL_DIR": str(model_dir),
-            "FAKEFACES_MAX_BYTES": "20971520",
+            "FAKEFACES_MAX_BYTES": str(MAX_BYTES),
         },
         capture_output=True,
         text=True,
@@ -211,8 +213,7 @@ def main() -> int:
     colds = []
     for attempt in range(3):
         start = time.perf_counter()
-        # The service's byte cap (the tests' 4 MB would refuse the hostile PNGs unread).
-        host = LocalHost(model_dir, tmp / "host.log", FAKEFACES_MAX_BYTES=str(20 * 2**20))
+        host = LocalHost(model_dir, tmp / "host.log", FAKEFACES_MAX_BYTES=str(MAX_BYTES))
         first = requests.post(
             host.url + "/api/predict",
             data=photos["0.25 MP"],

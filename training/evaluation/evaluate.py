@@ -27,23 +27,9 @@ from .robustness import TARGETS, VARIANTS
 
 # The columns of `python -m shared predict`, so both CSVs feed the fairness audit alike.
 PREDICT_FIELDS = COLUMNS
-METRIC_FIELDS = [
-    "group",
-    "n",
-    "accuracy",
-    "f1",
-    "precision",
-    "recall",
-    "roc_auc",
-    "average_precision",
-    "ece",
-    "tp",
-    "fp",
-    "fn",
-    "tn",
-    "positive",
-    "threshold",
-]
+# The scores of a group, in the order every table prints them.
+SCORE_FIELDS = ["accuracy", "f1", "precision", "recall", "roc_auc", "average_precision", "ece"]
+METRIC_FIELDS = ["group", "n", *SCORE_FIELDS, "tp", "fp", "fn", "tn", "positive", "threshold"]
 
 
 def metrics(y_true: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict:
@@ -150,21 +136,7 @@ def write_tables(table: list[dict], out: Path, title: str, notes: list[str]) -> 
         r"\midrule",
     ]
     tex += [
-        " & ".join(
-            [esc(r["group"])]
-            + [
-                _fmt(r[c]).replace("—", "--")
-                for c in (
-                    "accuracy",
-                    "f1",
-                    "precision",
-                    "recall",
-                    "roc_auc",
-                    "average_precision",
-                    "ece",
-                )
-            ]
-        )
+        " & ".join([esc(r["group"])] + [_fmt(r[c]).replace("—", "--") for c in SCORE_FIELDS])
         + r" \\"
         for r in table
     ]
