@@ -110,11 +110,11 @@ def _detect_copy(image: Image.Image, side: int) -> tuple[Image.Image, float]:
     took 7 ms, with the box step 3.5. Photos under twice `side` (all of the training data
     here) shrink as they always have, so prepared crops stay the same."""
     k = max(image.size) // side
-    if k < 2:
-        small = fit_within(image, side)
-        return small, image.width / small.width
-    w, h = image.width // k * k, image.height // k * k  # whole blocks: the factor stays exact
-    reduced = image.reduce(k, box=(0, 0, w, h))
+    if k >= 2:
+        w, h = image.width // k * k, image.height // k * k  # whole blocks: the factor stays exact
+        reduced = image.reduce(k, box=(0, 0, w, h))
+    else:
+        k, reduced = 1, image
     small = fit_within(reduced, side)
     return small, k * reduced.width / small.width
 
@@ -154,14 +154,15 @@ def _face_crop(image: Image.Image, face: Face) -> tuple[Image.Image, np.ndarray,
     x, y, w, h = face.box
     side = DLIB_SIDE * w
     left, top = round(x + DLIB_CX * w - side), round(y + DLIB_CY * h - side)
-    box = (left, top, left + round(2 * side), top + round(2 * side))
-    crop = image.crop(box)  # not resize(box=...): that refuses a box past the photo's edge
+    width = round(2 * side)
+    # crop(), not resize(box=...): that refuses a box past the photo's edge.
+    crop = image.crop((left, top, left + width, top + width))
     scale = min(1.0, MAX_DLIB_SIDE / side)
     if scale < 1:
         n = round(2 * side * scale)
         crop = crop.resize((n, n), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        scale = n / (box[2] - box[0])
-    centre = np.array([left, top]) + (box[2] - box[0]) / 2
+        scale = n / width
+    centre = np.array([left, top]) + width / 2
     return crop.convert("L"), centre, side * scale, scale
 
 
