@@ -291,6 +291,35 @@ def test_fine_tuning_freezes_then_trains_the_backbone_across_a_resume(run):
     assert same(unfrozen, imagenet, "top_bn") and same(unfrozen, imagenet, "block3_dw_bn")
 
 
+def test_a_run_continues_from_another_at_a_larger_size(run, prepared, tmp_path):
+    """--weights RUN/last.keras: every layer starts as that run left it, at another --size; a
+    checkpoint that does not fit (gray input against an RGB run) is one sentence."""
+    import keras
+
+    from training.__main__ import main
+    from training.models import build
+
+    source = keras.models.load_model(run[0] / "last.keras")
+    bigger = build("efficientnet_lite0", RUN_SIZE + 32, 3, 0.5, str(run[0] / "last.keras"))
+    assert bigger.input_shape == (None, RUN_SIZE + 32, RUN_SIZE + 32, 3)
+    for layer in ("stem_conv", "block3_dw_bn", "top_conv", "p_fake"):
+        theirs, ours = source.get_layer(layer), bigger.get_layer(layer)
+        pairs = zip(theirs.get_weights(), ours.get_weights(), strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)
+    with pytest.raises(ValueError, match="stem_conv does not fit"):
+        build("efficientnet_lite0", RUN_SIZE, 1, 0.5, str(run[0] / "last.keras"))
+    out = tmp_path / "r256"
+    args = ["train", "--data", str(prepared), "--model", "efficientnet_lite0", "--out", str(out)]
+    args += ["--color", "rgb", "--size", str(RUN_SIZE + 32), "--batch-size", "4", "--epochs", "1"]
+    args += ["--weights", str(run[0] / "last.keras"), "--freeze-epochs", "0", "--lr", "1e-3"]
+    assert main([*args, "--no-augment", "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["weights"].endswith("last.keras") and cfg["size"] == RUN_SIZE + 32
+    trained = keras.models.load_model(out / "last.keras")
+    moved = trained.get_layer("stem_conv").get_weights()[0]
+    assert not np.array_equal(moved, source.get_layer("stem_conv").get_weights()[0])
+
+
 def test_a_fine_tuned_run_exports_with_grad_cam(run, prepared, tmp_path):
     """`python -m training export` on the run: LiteRT equals Keras on the run's images (the
     exporter checks that, and Grad-CAM against TensorFlow's) and the explain signature reads

