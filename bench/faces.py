@@ -10,8 +10,11 @@ Measures, in one run, serving's own path (`shared.faces`: YuNet, then dlib's 68 
    them) as published and turned, darkened and blurred, tightly cropped, or small in a large
    photo: eye-centre error at 256², for dlib's points as served and for YuNet's keypoints alone.
 4. Detection time at 224², 1 MP and 12 MP against dlib's HOG detector (the detector before).
+5. The first pass's side (DETECT_SIDE) against a smaller one: detection time at 1 MP, and the
+   small faces found in group photos (FairFace faces pasted beside one large face), where the
+   retry at RETRY_SIDE does not run because a face was found.
 
-    .venv/bin/python bench/faces.py [--fairface 4999] [--crops 400] [--ffhq 60]
+    .venv/bin/python bench/faces.py [--fairface 4999] [--crops 400] [--ffhq 60] [--groups 40]
 """
 
 from __future__ import annotations
@@ -186,7 +189,54 @@ def speed(repeats: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def report(ff: dict, photos: dict, crops: list[float], align: dict, times: dict) -> None:
+GROUP_HEIGHTS = (0.14, 0.10, 0.07)  # small faces' height, as a share of the photo's
+SMALLER_SIDE = 256
+
+
+def _group(large: Image.Image, small: list[Image.Image], height: float) -> Image.Image:
+    """A 1 MP photo: one face ~30 % of its height, three of `height` in a row beside it.
+    FairFace photos are framed with the face about half their height."""
+    canvas = Image.new("RGB", (1152, 864), (200, 200, 200))
+    canvas.paste(large.resize((518, 518)), (20, 20))
+    side = int(864 * height * 2)
+    for x, face in zip((540, 720, 900), small, strict=True):
+        canvas.paste(face.resize((side, side)), (x, 500))
+    return canvas
+
+
+def first_pass(groups: int, repeats: int) -> dict[int, dict[str, float]]:
+    """Per first-pass side: median detection ms at 1 MP and the share of small faces found."""
+    from skimage import data
+
+    files = sorted((DATA / "fairface" / "val").glob("*.jpg"))[: 4 * groups]
+    photos = [Image.open(f).convert("RGB") for f in files]
+    face = Image.fromarray(data.astronaut())
+    one_mp = Image.new("RGB", (1152, 864), "white")
+    one_mp.paste(face.resize((864, 864)), (144, 0))
+    served, out = facelib.DETECT_SIDE, {}
+    for side in (served, SMALLER_SIDE):
+        facelib.DETECT_SIDE = side
+        try:
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                facelib.detect(one_mp)
+                times.append(time.perf_counter() - t)
+            out[side] = {"1 MP ms": statistics.median(times) * 1000}
+            for height in GROUP_HEIGHTS:
+                found = 0
+                for i in tqdm(range(0, len(photos) - 3, 4), desc=f"groups at {side} px"):
+                    found += len(facelib.detect(_group(photos[i], photos[i + 1 : i + 4], height)))
+                    found -= 1  # the large face
+                out[side][f"{height:.0%}"] = found / (3 * (len(photos) // 4))
+        finally:
+            facelib.DETECT_SIDE = served
+    return out
+
+
+def report(
+    ff: dict, photos: dict, crops: list[float], align: dict, times: dict, sides: dict
+) -> None:
     cut = facelib.MIN_SCORE
     print(f"\n## Faces found on FairFace val (serving's path, score ≥ {cut})\n")
     print("| group | photos | face found |\n|---|---|---|")
@@ -235,6 +285,13 @@ def report(ff: dict, photos: dict, crops: list[float], align: dict, times: dict)
     print("| photo | YuNet | dlib HOG | ratio |\n|---|---|---|---|")
     for label, (ours, theirs) in times.items():
         print(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
+    print("\n## First pass: side, time at 1 MP, small faces found beside a large one\n")
+    heights = " | ".join(f"{h:.0%} high" for h in GROUP_HEIGHTS)
+    print(f"| first pass | 1 MP median ms | {heights} |\n|---|---|" + "---|" * len(GROUP_HEIGHTS))
+    for side, row in sides.items():
+        found = " | ".join(f"{100 * row[f'{h:.0%}']:.0f} %" for h in GROUP_HEIGHTS)
+        served = " (served)" if side == facelib.DETECT_SIDE else ""
+        print(f"| {side} px{served} | {row['1 MP ms']:.1f} | {found} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,15 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crops", type=int, default=400, help="random non-face crops (400)")
     p.add_argument("--ffhq", type=int, default=60, help="FFHQ photos for alignment (60)")
     p.add_argument("--repeats", type=int, default=20, help="timing repeats per size (20)")
+    p.add_argument("--groups", type=int, default=40, help="group photos per face height (40)")
     args = p.parse_args(argv)
     if not (DATA / "fairface").is_dir():
         print(f"error: {DATA} is missing; this benchmark needs ../shared/data.", file=sys.stderr)
         return 1
     times = speed(args.repeats)
+    sides = first_pass(args.groups, args.repeats)
     photos, crops = non_face_scores(args.crops)
     align = alignment(args.ffhq)
     ff = fairface(args.fairface)
-    report(ff, photos, crops, align, times)
+    report(ff, photos, crops, align, times, sides)
     return 0
 
 
