@@ -308,6 +308,8 @@ def test_a_run_continues_from_another_at_a_larger_size(run, prepared, tmp_path):
         assert all(np.array_equal(a, b) for a, b in pairs)
     with pytest.raises(ValueError, match="stem_conv does not fit"):
         build("efficientnet_lite0", RUN_SIZE, 1, 0.5, str(run[0] / "last.keras"))
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        build("efficientnet_lite0", RUN_SIZE, 3, 0.5, str(tmp_path / "gone" / "best.keras"))
     out = tmp_path / "r256"
     args = ["train", "--data", str(prepared), "--model", "efficientnet_lite0", "--out", str(out)]
     args += ["--color", "rgb", "--size", str(RUN_SIZE + 32), "--batch-size", "4", "--epochs", "1"]

@@ -7,6 +7,8 @@ rescales: the exported model takes exactly what serving feeds it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 from keras import layers
 
@@ -135,6 +137,8 @@ def copy_weights(model: keras.Model, path) -> None:
     """Start `model` from a checkpoint of the same architecture, layer by layer. Convolutions and
     pooling do not depend on the input side, so a model trained at 160² can continue at 256²;
     a layer whose shapes differ (another architecture, colour mode or head) is one sentence."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such checkpoint (--weights takes a run's best.keras)")
     source = keras.models.load_model(path, compile=False)
     for layer in model.layers:
         if not layer.weights:
