@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.serving import photo  # noqa: E402  (the astronaut photos the serving bench times)
 from shared import faces as facelib  # noqa: E402
 from shared.errors import NoFace  # noqa: E402
 from shared.images import Source  # noqa: E402
@@ -164,17 +164,11 @@ def alignment(count: int) -> dict[str, dict[str, list[float]]]:
 def speed(repeats: int) -> dict[str, tuple[float, float]]:
     """Median ms of detection alone: YuNet as served against dlib's HOG on a ≤1024 px copy."""
     import dlib
-    from skimage import data
 
     hog = dlib.get_frontal_face_detector()
-    face = Image.fromarray(data.astronaut())
     out = {}
     for label, size in (("224²", (224, 224)), ("1 MP", (1152, 864)), ("12 MP", (4000, 3000))):
-        canvas = Image.new("RGB", size, "white")
-        canvas.paste(face.resize((size[1], size[1])), ((size[0] - size[1]) // 2, 0))
-        buf = io.BytesIO()
-        canvas.save(buf, "JPEG", quality=90)
-        src = Source(buf.getvalue(), 2**30, 10**9)
+        src = Source(photo(size), 2**30, 10**9)
         decoded = src.decode(min_side=facelib.RETRY_SIDE)
         gray = np.asarray(facelib.fit_within(src.decode(min_side=1024), 1024).convert("L"))
         ours, theirs = [], []
@@ -206,13 +200,9 @@ def _group(large: Image.Image, small: list[Image.Image], height: float) -> Image
 
 def first_pass(groups: int, repeats: int) -> dict[int, dict[str, float]]:
     """Per first-pass side: median detection ms at 1 MP and the share of small faces found."""
-    from skimage import data
-
     files = sorted((DATA / "fairface" / "val").glob("*.jpg"))[: 4 * groups]
     photos = [Image.open(f).convert("RGB") for f in files]
-    face = Image.fromarray(data.astronaut())
-    one_mp = Image.new("RGB", (1152, 864), "white")
-    one_mp.paste(face.resize((864, 864)), (144, 0))
+    one_mp = Source(photo((1152, 864)), 2**30, 10**9).decode(min_side=facelib.RETRY_SIDE)
     served, out = facelib.DETECT_SIDE, {}
     for side in (served, SMALLER_SIDE):
         facelib.DETECT_SIDE = side

@@ -38,6 +38,8 @@ from tests.conftest import LocalHost  # noqa: E402  (the same launcher the tests
 # The service's byte cap (the tests' 4 MB would refuse the hostile PNGs unread).
 MAX_BYTES = 20 * 2**20
 SIZES = {"0.25 MP": (512, 512), "1 MP": (1152, 864), "12 MP": (4000, 3000)}
+# The pipeline's stages, as `timings_ms` names them.
+STAGES = ("decode", "detect", "landmarks", "align", "predict")
 
 
 def photo(size: tuple[int, int]) -> bytes:
@@ -252,10 +254,7 @@ def main() -> int:
             t = time.perf_counter()
             paper_predict(keras_path, data)
             paper.append((time.perf_counter() - t) * 1000)
-        med = {
-            k: statistics.median(s.get(k, 0.0) for s in stages)
-            for k in ("decode", "detect", "landmarks", "align", "predict")
-        }
+        med = {k: statistics.median(s.get(k, 0.0) for s in stages) for k in STAGES}
         ratios[name] = statistics.median(wall) / statistics.median(paper)
         detect_ms[name] = med["detect"]
         print(
@@ -275,10 +274,7 @@ def main() -> int:
     print("| photo | total | decode | detect | landmarks | align | predict |")
     print("|---|---|---|---|---|---|---|")
     for name, med in bare.items():
-        cells = " | ".join(
-            f"{med.get(k, 0.0):.1f}"
-            for k in ("total", "decode", "detect", "landmarks", "align", "predict")
-        )
+        cells = " | ".join(f"{med.get(k, 0.0):.1f}" for k in ("total", *STAGES))
         print(f"| {name} | {cells} |")
 
     tf_import = statistics.median(timed_subprocess("import tensorflow") for _ in range(3))
