@@ -290,3 +290,22 @@ def test_one_class_training_data_and_unknown_modes_are_refused():
             sample_weights(reals, reals, mode)
     with pytest.raises(DataError, match="--balance"):
         sample_weights(reals, reals, "sources")
+
+
+def test_a_train_fraction_is_a_fixed_nested_subset_with_its_own_pixels(folder):
+    """The learning curve's subsets: the same photos every time, 0.25 inside 0.5 inside all, and
+    each kept row still carries its own image."""
+    prepared = [read_prepared(folder)]
+
+    def load(fraction):
+        return load_split(prepared, "train", 32, "gray", workers=1, quiet=True, fraction=fraction)
+
+    full, half, quarter = load(1.0), load(0.5), load(0.25)
+    names = {f: [r["source"] for r in s.rows] for f, s in ((1, full), (0.5, half), (0.25, quarter))}
+    assert 0 < len(names[0.25]) < len(names[0.5]) < len(names[1]) == 12
+    assert set(names[0.25]) <= set(names[0.5]) <= set(names[1])
+    assert names[0.5] == [r["source"] for r in load(0.5).rows]
+    for i, source in enumerate(names[0.5]):
+        j = names[1].index(source)
+        assert np.array_equal(half.images[i], full.images[j])
+        assert half.labels[i] == full.labels[j]

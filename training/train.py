@@ -142,6 +142,7 @@ def _config(args) -> dict:
         "offset": offset,
         "data": [str(Path(d).resolve()) for d in args.data],
         "train_split": "train",
+        "train_fraction": args.train_fraction,
         "val_split": args.val_split,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -242,7 +243,7 @@ def train(
         cache_dir=cache_dir,
         quiet=verbose == 0,
     )
-    train_split = load_split(prepared, "train", **load)
+    train_split = load_split(prepared, "train", fraction=cfg.get("train_fraction", 1.0), **load)
     val_split = load_split(prepared, cfg["val_split"], **load)
     # Loss weights per image: by class, by (source, class) cell, or none (data/pipeline.py).
     train_w, val_w, balance = sample_weights(train_split, val_split, cfg["balance"])
@@ -410,6 +411,8 @@ def run(args) -> int:
             missing = [n for n in ("data", "model") if not getattr(args, n)]
             if missing:
                 raise DataError(f"--{' and --'.join(missing)} required for a new run.")
+            if not 0 < args.train_fraction <= 1:
+                raise DataError(f"--train-fraction {args.train_fraction}: must be in (0, 1].")
             if args.epochs is None:
                 args.epochs = 10
             cfg = _config(args)
@@ -529,6 +532,14 @@ def register(sub) -> None:
         type=int,
         default=0,
         help="stop after this many epochs without a better val loss (0: never)",
+    )
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="train on this share (0-1] of each folder's training split, the same photos every "
+        "run and nested (0.25 is inside 0.5): for a learning curve (1)",
     )
     p.add_argument("--seed", type=int, default=42, help="seed for weights, order, augmentation")
     g = p.add_argument_group("augmentation (training split only)")

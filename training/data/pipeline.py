@@ -293,13 +293,20 @@ def load_split(
     workers: int | None = None,
     cache_dir: Path | None = None,
     quiet: bool = False,
+    fraction: float = 1.0,
 ) -> Split:
-    """One split of several prepared folders; "all" takes every split."""
-    from .datasets import usable
+    """One split of several prepared folders; "all" takes every split.
+
+    `fraction` < 1 keeps that share of each folder, chosen by a hash of each photo's path: the
+    same photos every run, and a smaller share is a subset of a larger one (a learning curve)."""
+    from .datasets import stable_fraction, usable
 
     parts, labels, rows = [], [], []
     for p in prepared:
         chosen = usable(p.rows, split)
+        if fraction < 1.0:
+            # Salted so the subset is independent of the hash that carved "valid" out of "train".
+            chosen = [r for r in chosen if stable_fraction("subset:" + r["source"]) < fraction]
         if not chosen:
             continue
         parts.append(cached_pixels(p, chosen, size, color, workers, cache_dir, quiet))
