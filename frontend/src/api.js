@@ -101,6 +101,26 @@ export function predictUrl(url, { explain = false, ...options } = {}) {
   )
 }
 
+/**
+ * Tell the maintainers a face's verdict is right or wrong: POST /api/feedback, multipart.
+ * Without `keep` only the answer goes (no pixels leave the page again); with it, the photo too:
+ * the same File that was uploaded (field `image`), or the link it came from (field `url`, which
+ * the server fetches again). Resolves to {status, receipt, kept_photo, message}; fails as ApiError.
+ * @param {{token: string, label: 'real'|'fake'|'unsure', keep?: boolean, file?: File|null, url?: string}} feedback
+ * @param {{signal?: AbortSignal, timeoutMs?: number}} [options]
+ */
+export function sendFeedback({ token, label, keep = false, file = null, url = '' }, options) {
+  // Asking to keep a photo without one is the caller's bug; the server would only answer 400.
+  if (keep && !file && !url) throw new TypeError('sendFeedback: keep needs the file or the url')
+  const form = new FormData()
+  form.append('token', token)
+  form.append('label', label)
+  form.append('keep', keep ? '1' : '0')
+  if (keep && file) form.append('image', file, file.name || 'image')
+  else if (keep) form.append('url', url)
+  return request('/api/feedback', { method: 'POST', body: form }, options)
+}
+
 /** Where the model card is, when the served model ships one: a same-origin path, else ''. */
 export function modelCardHref(model) {
   const href = model?.model_card

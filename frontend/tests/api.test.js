@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { ApiError, getHealth, modelCardHref, predictFile, predictUrl } from '../src/api.js'
+import { ApiError, getHealth, modelCardHref, predictFile, predictUrl, sendFeedback } from '../src/api.js'
 
 function jsonResponse(status, body) {
   return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
@@ -109,5 +109,78 @@ describe('api', () => {
     for (const bad of ['javascript:alert(1)', 'https://evil.example/card', '//evil.example/card', '/\\evil.example']) {
       expect(modelCardHref({ model_card: bad }), bad).toBe('')
     }
+  })
+})
+
+describe('sendFeedback', () => {
+  const STORED = { status: 'stored', receipt: 'a'.repeat(32), kept_photo: false, message: 'Saved.' }
+  const photo = () => new File([new Uint8Array([9, 8, 7, 6])], 'me.jpg', { type: 'image/jpeg' })
+
+  function stubFetch(status = 201, body = STORED) {
+    const fetchMock = vi.fn(async () => jsonResponse(status, body))
+    vi.stubGlobal('fetch', fetchMock)
+    return fetchMock
+  }
+  const sentForm = (fetchMock) => fetchMock.mock.calls[0][1].body
+
+  it('posts token, label and keep=0 as multipart, and no photo when keep is unticked', async () => {
+    const fetchMock = stubFetch()
+    const body = await sendFeedback({ token: 'tok.sig', label: 'fake', keep: false, file: photo(), url: 'https://example.org/a.jpg' })
+    expect(body).toEqual(STORED)
+    const [url, init] = fetchMock.mock.calls[0]
+    expect(url).toBe('/api/feedback')
+    expect(init.method).toBe('POST')
+    expect(init.body).toBeInstanceOf(FormData)
+    expect([...init.body.keys()].sort()).toEqual(['keep', 'label', 'token'])
+    expect(init.body.get('token')).toBe('tok.sig')
+    expect(init.body.get('label')).toBe('fake')
+    expect(init.body.get('keep')).toBe('0')
+    // FormData sets its own multipart boundary: a Content-Type header here would break it.
+    expect(init.headers['Content-Type']).toBeUndefined()
+  })
+
+  it('sends the uploaded file itself as "image" when keep is ticked', async () => {
+    const fetchMock = stubFetch(201, { ...STORED, kept_photo: true })
+    const file = photo()
+    const body = await sendFeedback({ token: 't', label: 'real', keep: true, file })
+    expect(body.kept_photo).toBe(true)
+    const form = sentForm(fetchMock)
+    expect(form.get('keep')).toBe('1')
+    expect(form.get('url')).toBeNull()
+    const image = form.get('image')
+    expect(image.name).toBe('me.jpg')
+    expect(image.type).toBe('image/jpeg')
+    expect([...new Uint8Array(await image.arrayBuffer())]).toEqual([9, 8, 7, 6])
+  })
+
+  it('sends the link as "url" (not an image) when a URL analysis is kept', async () => {
+    const fetchMock = stubFetch()
+    await sendFeedback({ token: 't', label: 'unsure', keep: true, url: 'https://example.org/a.jpg' })
+    const form = sentForm(fetchMock)
+    expect(form.get('keep')).toBe('1')
+    expect(form.get('label')).toBe('unsure')
+    expect(form.get('url')).toBe('https://example.org/a.jpg')
+    expect(form.get('image')).toBeNull()
+  })
+
+  it('refuses keep without a photo to keep, before sending anything', () => {
+    const fetchMock = stubFetch()
+    expect(() => sendFeedback({ token: 't', label: 'fake', keep: true })).toThrow(TypeError)
+    expect(fetchMock).not.toHaveBeenCalled()
+  })
+
+  it('fails as ApiError with the server code, status and sentence', async () => {
+    stubFetch(503, { error: { code: 'storage_unavailable', message: 'Storage did not answer.' } })
+    let err = await sendFeedback({ token: 't', label: 'fake' }).catch((e) => e)
+    expect(err).toBeInstanceOf(ApiError)
+    expect([err.code, err.status, err.message]).toEqual(['storage_unavailable', 503, 'Storage did not answer.'])
+
+    stubFetch(409, { error: { code: 'already_received', message: 'Already received.' } })
+    err = await sendFeedback({ token: 't', label: 'fake' }).catch((e) => e)
+    expect([err.code, err.status]).toEqual(['already_received', 409])
+
+    vi.stubGlobal('fetch', vi.fn(async () => Promise.reject(new TypeError('Failed to fetch'))))
+    err = await sendFeedback({ token: 't', label: 'fake' }).catch((e) => e)
+    expect(err.code).toBe('network')
   })
 })
