@@ -81,3 +81,81 @@ export function describeError(error, limits) {
   const detail = DETAIL_CODES.has(code) ? plainSentence(error.message) : ''
   return { code, ...words, detail: detail && detail !== words.title ? detail : '' }
 }
+
+// Feedback has its own words: the photo was checked already, so what matters is whether the
+// answer was saved and whether sending it again can help (`retry`).
+const NOT_SAVED = 'Could not save your answer.'
+
+const FEEDBACK_WORDS = {
+  storage_unavailable: () => ({
+    title: NOT_SAVED,
+    hint: 'Nothing was kept. Please try again in a moment.',
+    retry: true,
+    detail: true,
+  }),
+  feedback_unavailable: () => ({
+    title: NOT_SAVED,
+    hint: 'Answers are not being collected right now. Please try again later.',
+    retry: true,
+    detail: true,
+  }),
+  rate_limited: () => ({
+    title: 'Too many answers from here in the last minute.',
+    hint: 'Please wait a minute, then try again.',
+    retry: true,
+  }),
+  already_received: () => ({
+    title: 'Your answer for this face was already received.',
+    hint: 'Thank you: there is nothing more to do.',
+    retry: false,
+  }),
+  model_changed: () => ({
+    title: 'The model was updated since this photo was checked.',
+    hint: 'Check the photo again to answer about the new verdict.',
+    retry: false,
+  }),
+  invalid_token: () => ({
+    title: 'This answer can no longer be matched to the check.',
+    hint: 'Answers are taken for a limited time after a check: check the photo again to answer.',
+    retry: false,
+  }),
+  photo_mismatch: () => ({
+    title: 'The photo sent is not the one that was checked.',
+    hint: 'For a link, the image there may have changed. Untick the box to send your answer without the photo.',
+    retry: true,
+    detail: true,
+  }),
+  too_large: () => ({
+    title: 'The photo is too large to keep.',
+    hint: 'Untick the box to send your answer without the photo.',
+    retry: true,
+  }),
+  bad_request: () => ({
+    title: NOT_SAVED,
+    hint: 'Please try again.',
+    retry: true,
+    detail: true,
+  }),
+}
+
+const FEEDBACK_UNREACHABLE = () => ({
+  title: NOT_SAVED,
+  hint: 'Could not reach the server. Check your connection and try again.',
+  retry: true,
+})
+
+/**
+ * Why a feedback answer was not saved, in words, and whether trying again can help.
+ * @param {{code?: string, message?: string}} error an ApiError (or anything thrown)
+ * @returns {{code: string, title: string, hint: string, detail: string, retry: boolean}}
+ */
+export function describeFeedbackError(error) {
+  const known = typeof error?.code === 'string' && FEEDBACK_WORDS[error.code]
+  const code = known ? error.code : 'unreachable'
+  const { detail: showDetail, ...words } = (known || FEEDBACK_UNREACHABLE)()
+  // An ApiError without a server sentence carries its code as its message: that is not a sentence.
+  const sentence = error?.message !== error?.code ? plainSentence(error?.message) : ''
+  // An unknown code the server answered with still gets its sentence: all the page knows about it.
+  const detail = showDetail || (!known && error?.status > 0) ? sentence : ''
+  return { code, ...words, detail: detail && detail !== words.title ? detail : '' }
+}

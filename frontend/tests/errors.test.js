@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { describeError } from '../src/errors.js'
+import { describeError, describeFeedbackError } from '../src/errors.js'
 import { ApiError } from '../src/api.js'
 
 const CODES = [
@@ -56,5 +56,50 @@ describe('describeError', () => {
     for (const raw of ['{"error": 1}', 'Traceback (most recent call last):', 'line one\nline two', '<html>', 'x'.repeat(300)]) {
       expect(describeError(new ApiError('bad_request', 400, raw)).detail).toBe('')
     }
+  })
+})
+
+describe('describeFeedbackError', () => {
+  it('says "could not save" with the server sentence and offers a retry when storage is down', () => {
+    const words = describeFeedbackError(new ApiError('storage_unavailable', 503, 'The feedback store did not answer.'))
+    expect(words.title).toBe('Could not save your answer.')
+    expect(words.detail).toBe('The feedback store did not answer.')
+    expect(words.retry).toBe(true)
+  })
+
+  it('says "could not save" and offers a retry when the server cannot be reached', () => {
+    for (const code of ['network', 'client_timeout']) {
+      const words = describeFeedbackError(new ApiError(code))
+      expect(words.title).toBe('Could not save your answer.')
+      expect(words.hint).toContain('connection')
+      expect(words.detail).toBe('') // not the code dressed as a sentence
+      expect(words.retry).toBe(true)
+    }
+  })
+
+  it('tells a replay it was already received, with nothing to retry', () => {
+    const words = describeFeedbackError(new ApiError('already_received', 409, 'x'))
+    expect(words.title).toContain('already received')
+    expect(words.retry).toBe(false)
+  })
+
+  it('asks to wait a minute when rate limited', () => {
+    const words = describeFeedbackError(new ApiError('rate_limited', 429, 'Too many.'))
+    expect(words.hint).toContain('wait a minute')
+    expect(words.retry).toBe(true)
+  })
+
+  it.each(['model_changed', 'invalid_token'])('asks for a new check after %s, without a retry', (code) => {
+    const words = describeFeedbackError(new ApiError(code, code === 'model_changed' ? 409 : 403, 'x'))
+    expect(words.hint).toMatch(/check the photo again/i)
+    expect(words.retry).toBe(false)
+  })
+
+  it('shows an unknown code\'s server sentence, but never a body that is not one sentence', () => {
+    expect(describeFeedbackError(new ApiError('teapot', 418, 'I am a teapot.')).detail).toBe('I am a teapot.')
+    expect(describeFeedbackError(new ApiError('unknown', 502, '')).detail).toBe('')
+    const html = describeFeedbackError(new ApiError('storage_unavailable', 503, '<h1>Bad</h1>'))
+    expect(html.detail).toBe('')
+    expect(describeFeedbackError(new TypeError('boom')).detail).toBe('')
   })
 })
