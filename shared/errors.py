@@ -61,3 +61,46 @@ class ModelUnavailable(FakeFacesError):
 
 class ExplainUnavailable(FakeFacesError):
     status, code = 501, "explain_unavailable"
+
+
+class FeedbackUnavailable(FakeFacesError):
+    status, code = 503, "feedback_unavailable"
+
+
+class StorageUnavailable(FakeFacesError):
+    status, code = 503, "storage_unavailable"
+
+
+class AlreadyStored(FakeFacesError):
+    status, code = 409, "already_received"
+
+
+class InvalidToken(FakeFacesError):
+    status, code = 403, "invalid_token"
+
+
+class ModelChanged(FakeFacesError):
+    status, code = 409, "model_changed"
+
+
+class PhotoMismatch(FakeFacesError):
+    status, code = 422, "photo_mismatch"
+
+
+class UnsupportedMediaType(FakeFacesError):
+    status, code = 415, "unsupported_media_type"
+
+
+class RateLimited(FakeFacesError):
+    """Carries how many seconds to wait, for the Retry-After header and the JSON."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def to_json(self) -> dict:
+        doc = super().to_json()
+        doc["error"]["retry_after"] = self.retry_after
+        return doc

@@ -31,6 +31,19 @@ class Settings:
     max_decode_bytes: int = DECODE_BUDGET
     max_faces: int = 10
     max_fetches: int = 2
+    # Feedback ("This verdict is wrong"): off unless a storage connection string is set.
+    storage: str = ""
+    feedback_table: str = "feedback"
+    feedback_container: str = "feedback-photos"
+    feedback_secret: str = ""
+    feedback_per_minute: int = 10
+    feedback_token_hours: float = 24.0
+    feedback_retention_days: int = 365
+    storage_timeout: float = 5.0
+
+    @property
+    def feedback_enabled(self) -> bool:
+        return bool(self.storage)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,4 +62,15 @@ class Settings:
             max_faces=max(1, int(env("FAKEFACES_MAX_FACES", 10))),
             # URL downloads at once per process, apart from the analysis slots.
             max_fetches=max(1, int(env("FAKEFACES_MAX_FETCHES", 2))),
+            # The name Azure Functions itself reads its storage account from.
+            storage=(env("AzureWebJobsStorage") or "").strip(),
+            feedback_table=env("FAKEFACES_FEEDBACK_TABLE") or "feedback",
+            feedback_container=env("FAKEFACES_FEEDBACK_CONTAINER") or "feedback-photos",
+            feedback_secret=env("FAKEFACES_FEEDBACK_SECRET") or "",
+            feedback_per_minute=max(1, int(env("FAKEFACES_FEEDBACK_PER_MINUTE") or 10)),
+            feedback_token_hours=float(env("FAKEFACES_FEEDBACK_TOKEN_HOURS") or 24),
+            feedback_retention_days=max(1, int(env("FAKEFACES_FEEDBACK_RETENTION_DAYS") or 365)),
+            # Per storage call: a storage account that stops answering costs a request seconds,
+            # not the SDK's default minute.
+            storage_timeout=float(env("FAKEFACES_STORAGE_TIMEOUT") or 5),
         )
