@@ -249,3 +249,111 @@ describe('App with a model that can explain', () => {
     expect(app.find('.face-card input[type="checkbox"]').exists()).toBe(false)
   })
 })
+
+describe('App collecting feedback', () => {
+  const FEEDBACK_HEALTH = { ...HEALTH, feedback: { enabled: true, retention_days: 90 } }
+  const tokened = (tag) => ({
+    ...TWO_FACES,
+    faces: TWO_FACES.faces.map((f, i) => ({ ...f, feedback_token: `${tag}-${i}.sig` })),
+  })
+  const STORED = { status: 'stored', receipt: 'f'.repeat(32), kept_photo: true, message: 'Saved.' }
+
+  function serverWith(health) {
+    server.fetchMock.mockImplementation((url, init) => {
+      if (url === '/api/health') return Promise.resolve(json(200, health))
+      return new Promise((resolve) => server.pending.push({ url, init, resolve }))
+    })
+  }
+  const feedbackPosts = () => server.pending.filter((p) => p.url === '/api/feedback')
+  const answer = (card, name) => card.findAll('button').find((b) => b.text() === name)
+
+  it('asks under each face, and a kept answer sends the very file that was checked', async () => {
+    serverWith(FEEDBACK_HEALTH)
+    const app = mount(App)
+    await flushPromises()
+    const file = photo(1234, 'mine.jpg')
+    await pickFile(app, file)
+    server.pending[0].resolve(json(200, tokened('a')))
+    await flushPromises()
+    const cards = app.findAll('.face-card')
+    expect(cards.map((c) => c.find('fieldset.feedback legend').text())).toEqual(['Is this right?', 'Is this right?'])
+    expect(cards[1].find('.feedback-note').text()).toContain('for up to 90 days')
+
+    await cards[1].find('.feedback input[type="checkbox"]').setValue(true)
+    await answer(cards[1], 'Generated').trigger('click')
+    const [post] = feedbackPosts()
+    expect(post.init.body.get('token')).toBe('a-1.sig')
+    expect(post.init.body.get('label')).toBe('fake')
+    expect(post.init.body.get('keep')).toBe('1')
+    const image = post.init.body.get('image')
+    expect([image.name, image.size]).toEqual(['mine.jpg', 1234])
+    post.resolve(json(201, STORED))
+    await flushPromises()
+    expect(cards[1].find('[role="status"]').text()).toContain('Thank you')
+    // Only that face's question is answered.
+    expect(cards[0].find('[role="status"]').text()).toBe('')
+    expect(cards[0].find('fieldset').element.hasAttribute('disabled')).toBe(false)
+  })
+
+  it('sends the link for a URL analysis, never a file', async () => {
+    serverWith(FEEDBACK_HEALTH)
+    const app = mount(App)
+    await flushPromises()
+    await app.find('#url-input').setValue('https://example.org/face.jpg')
+    await app.find('form').trigger('submit')
+    server.pending[0].resolve(json(200, tokened('u')))
+    await flushPromises()
+    const card = app.findAll('.face-card')[0]
+    expect(card.find('.feedback-note').text()).toContain('the image at your link')
+    await card.find('.feedback input[type="checkbox"]').setValue(true)
+    await answer(card, 'Real photo').trigger('click')
+    const body = feedbackPosts()[0].init.body
+    expect(body.get('url')).toBe('https://example.org/face.jpg')
+    expect(body.get('image')).toBeNull()
+  })
+
+  it('hides the question when health says feedback is off, tokens or not', async () => {
+    serverWith({ ...HEALTH, feedback: { enabled: false, retention_days: 90 } })
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo())
+    server.pending[0].resolve(json(200, tokened('a')))
+    await flushPromises()
+    expect(app.findAll('.face-card')).toHaveLength(2)
+    expect(app.find('fieldset.feedback').exists()).toBe(false)
+  })
+
+  it('hides the question when health says nothing about feedback (an older server)', async () => {
+    serverWith(HEALTH)
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo())
+    server.pending[0].resolve(json(200, tokened('a')))
+    await flushPromises()
+    expect(app.find('fieldset.feedback').exists()).toBe(false)
+  })
+
+  it('starts a fresh question for a new photo', async () => {
+    serverWith(FEEDBACK_HEALTH)
+    const app = mount(App)
+    await flushPromises()
+    await pickFile(app, photo())
+    server.pending[0].resolve(json(200, tokened('a')))
+    await flushPromises()
+    let card = app.findAll('.face-card')[0]
+    await answer(card, 'Not sure').trigger('click')
+    feedbackPosts()[0].resolve(json(201, { ...STORED, kept_photo: false }))
+    await flushPromises()
+    expect(card.find('[role="status"]').text()).toContain('Thank you')
+
+    await pickFile(app, photo(10, 'next.jpg'))
+    server.pending.at(-1).resolve(json(200, tokened('b')))
+    await flushPromises()
+    card = app.findAll('.face-card')[0]
+    expect(card.find('[role="status"]').text()).toBe('')
+    expect(card.find('fieldset').element.hasAttribute('disabled')).toBe(false)
+    expect(card.find('.feedback input[type="checkbox"]').element.checked).toBe(false)
+    await answer(card, 'Generated').trigger('click')
+    expect(feedbackPosts().at(-1).init.body.get('token')).toBe('b-0.sig')
+  })
+})

@@ -88,3 +88,31 @@ describe('FaceCard heat map', () => {
     expect(b.find('img.face-crop').attributes('alt')).toBe('Face 2, aligned as the model saw it')
   })
 })
+
+describe('FaceCard feedback question', () => {
+  const FEEDBACK = { file: new File([new Uint8Array([1])], 'me.jpg', { type: 'image/jpeg' }), url: '', retentionDays: 30 }
+  const withToken = (token = 'tok.sig', extra = {}) => face({ feedback_token: token, ...extra })
+  const mountCard = (f, feedback) => mount(FaceCard, { props: { face: f, index: 0, threshold: 0.5, feedback } })
+  const question = (c) => c.find('fieldset.feedback')
+
+  it('asks under the verdict when the page collects feedback and the face has a token', () => {
+    const c = mountCard(withToken(), FEEDBACK)
+    expect(question(c).exists()).toBe(true)
+    expect(question(c).find('legend').text()).toBe('Is this right?')
+    expect(c.find('.feedback-note').text()).toContain('for up to 30 days')
+  })
+
+  it('does not ask when feedback is off, or the face has no token', () => {
+    expect(question(mountCard(withToken(), null)).exists()).toBe(false)
+    expect(question(mountCard(face(), FEEDBACK)).exists()).toBe(false)
+    expect(question(mountCard(withToken(''), FEEDBACK)).exists()).toBe(false)
+  })
+
+  it('starts a fresh, unticked question for a new answer', async () => {
+    const c = mountCard(withToken('first'), FEEDBACK)
+    const box = c.find('.feedback input[type="checkbox"]')
+    await box.setValue(true)
+    await c.setProps({ face: withToken('second') })
+    expect(c.find('.feedback input[type="checkbox"]').element.checked).toBe(false)
+  })
+})
