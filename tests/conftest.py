@@ -101,6 +101,9 @@ class LocalHost:
             "FAKEFACES_FETCH_READ_TIMEOUT": str(TEST_READ_TIMEOUT),
             **env,
         }
+        if "AzureWebJobsStorage" not in env:
+            # Feedback stays off unless a test hands the host a storage account.
+            environ.pop("AzureWebJobsStorage", None)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -157,6 +160,23 @@ def live_host_loopback(tiny_model_dir, tmp_path_factory):
     )
     yield host.url
     host.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """A real Azurite (Microsoft's storage emulator) for the session; tests use table and
+    container names of their own. Skipped only where it is not installed and CI is not "true"
+    (in CI a missing emulator is a failure, not a skip)."""
+    from tests.azurite import AZURITE, start_azurite
+
+    if not AZURITE.exists():
+        message = f"needs Azurite ({AZURITE}): cd frontend && npm ci"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
 
 
 class ImageServer:
