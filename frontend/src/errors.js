@@ -130,6 +130,18 @@ const FEEDBACK_WORDS = {
     hint: 'Untick the box to send your answer without the photo.',
     retry: true,
   }),
+  // Keeping a linked photo means the server downloads it again; that can fail on its own.
+  fetch_failed: () => ({
+    title: 'The image at your link could not be downloaded again to keep it.',
+    hint: 'Untick the box to send your answer without the photo.',
+    retry: true,
+    detail: true,
+  }),
+  fetch_timeout: () => ({
+    title: 'The site with your image took too long to answer, so it could not be kept.',
+    hint: 'Untick the box to send your answer without the photo, or try again.',
+    retry: true,
+  }),
   bad_request: () => ({
     title: NOT_SAVED,
     hint: 'Please try again.',
@@ -151,11 +163,12 @@ const FEEDBACK_UNREACHABLE = () => ({
  */
 export function describeFeedbackError(error) {
   const known = typeof error?.code === 'string' && FEEDBACK_WORDS[error.code]
-  const code = known ? error.code : 'unreachable'
-  const { detail: showDetail, ...words } = (known || FEEDBACK_UNREACHABLE)()
+  // A code the page does not know, from a server that did answer: its sentence says more than we can.
+  const answered = !known && error?.status > 0
+  const code = known ? error.code : answered ? 'unknown' : 'unreachable'
+  const { detail: showDetail, ...words } = (known || (answered ? FEEDBACK_WORDS.bad_request : FEEDBACK_UNREACHABLE))()
   // An ApiError without a server sentence carries its code as its message: that is not a sentence.
   const sentence = error?.message !== error?.code ? plainSentence(error?.message) : ''
-  // An unknown code the server answered with still gets its sentence: all the page knows about it.
-  const detail = showDetail || (!known && error?.status > 0) ? sentence : ''
+  const detail = showDetail ? sentence : ''
   return { code, ...words, detail: detail && detail !== words.title ? detail : '' }
 }

@@ -83,6 +83,13 @@ describe('describeFeedbackError', () => {
     expect(words.retry).toBe(false)
   })
 
+  it('offers to send without the photo when a kept link cannot be downloaded again', () => {
+    const words = describeFeedbackError(new ApiError('fetch_failed', 502, 'The site answered 404.'))
+    expect(words.hint).toContain('Untick the box')
+    expect(words.detail).toBe('The site answered 404.')
+    expect(words.retry).toBe(true)
+  })
+
   it('asks to wait a minute when rate limited', () => {
     const words = describeFeedbackError(new ApiError('rate_limited', 429, 'Too many.'))
     expect(words.hint).toContain('wait a minute')
@@ -96,7 +103,11 @@ describe('describeFeedbackError', () => {
   })
 
   it('shows an unknown code\'s server sentence, but never a body that is not one sentence', () => {
-    expect(describeFeedbackError(new ApiError('teapot', 418, 'I am a teapot.')).detail).toBe('I am a teapot.')
+    const teapot = describeFeedbackError(new ApiError('teapot', 418, 'I am a teapot.'))
+    expect(teapot.title).toBe('Could not save your answer.')
+    expect(teapot.code).toBe('unknown')
+    expect(teapot.detail).toBe('I am a teapot.')
+    expect(teapot.hint).not.toContain('connection') // the server did answer
     expect(describeFeedbackError(new ApiError('unknown', 502, '')).detail).toBe('')
     const html = describeFeedbackError(new ApiError('storage_unavailable', 503, '<h1>Bad</h1>'))
     expect(html.detail).toBe('')
