@@ -14,6 +14,7 @@ COMMANDS = {
     "falsify": "training.falsify.run",
     "compare": "training.evaluation.compare",
     "report": "training.evaluation.report",
+    "feedback": "training.feedback.cli",
 }
 
 

@@ -1,0 +1,1 @@
+"""`python -m training feedback ...`: review, pull, delete and purge the page's feedback."""
