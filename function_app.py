@@ -31,6 +31,13 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
     return reply(*api.predict(ctype, req.get_body(), crops, explain))
 
 
+@app.route(route="api/feedback", methods=["POST"])
+def feedback(req: func.HttpRequest) -> func.HttpResponse:
+    ctype = req.headers.get("content-type", "")
+    client = req.headers.get("x-forwarded-for", "")
+    return reply(*api.feedback(ctype, req.get_body(), client))
+
+
 @app.route(route="api/health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
     return reply(*api.health())

@@ -7,9 +7,19 @@ import io
 import json
 import mimetypes
 import platform
+import threading
 from importlib import metadata
 
-from .errors import BadRequest, FakeFacesError, MethodNotAllowed, NotAnImage, NotFound, TooLarge
+from . import feedback as feedbacklib
+from .errors import (
+    BadRequest,
+    FakeFacesError,
+    FeedbackUnavailable,
+    MethodNotAllowed,
+    NotAnImage,
+    NotFound,
+    TooLarge,
+)
 from .fetch import fetch_image
 from .model import Model
 from .pipeline import Gate, Stopwatch, analyze
@@ -39,6 +49,7 @@ API_METHODS = {
     "api/predict": ("POST",),
     "api/health": ("GET",),
     "api/model-card": ("GET",),
+    "api/feedback": ("POST",),
 }
 
 
@@ -116,7 +127,86 @@ def predict(
             if watch:
                 watch.lap("queue")
             preview = url is not None and crops
-            return 200, analyze(data, mdl, cfg, crops, watch, preview=preview, explain=explain)
+            return 200, analyze(
+                data,
+                mdl,
+                cfg,
+                crops,
+                watch,
+                preview=preview,
+                explain=explain,
+                signer=signer() if cfg.feedback_enabled else None,
+                source="url" if url is not None else "upload",
+            )
+    except FakeFacesError as exc:
+        return exc.status, exc.to_json()
+
+
+@functools.cache
+def signer() -> feedbacklib.Signer:
+    """Signs predict's feedback tokens; random per process unless FAKEFACES_FEEDBACK_SECRET."""
+    return feedbacklib.Signer(settings().feedback_secret)
+
+
+@functools.cache
+def limiter() -> feedbacklib.RateLimiter:
+    return feedbacklib.RateLimiter(settings().feedback_per_minute)
+
+
+_store = None
+_store_lock = threading.Lock()
+
+
+def feedback_store():
+    """The feedback store, connected on first use. A failed connection is not kept, so the
+    next post tries again once storage is back."""
+    global _store
+    with _store_lock:
+        if _store is None:
+            from .storage import FeedbackStore  # the SDKs load only when feedback is used
+
+            cfg = settings()
+            _store = FeedbackStore.connect(
+                cfg.storage, cfg.feedback_table, cfg.feedback_container, cfg.storage_timeout
+            )
+        return _store
+
+
+def _fetch_again(url: str) -> bytes:
+    cfg = settings()
+    with fetch_gate().slot():
+        return fetch_image(
+            url,
+            cfg.max_bytes,
+            cfg.fetch_connect_timeout,
+            cfg.fetch_read_timeout,
+            cfg.allow_loopback_urls,
+        )
+
+
+def feedback(content_type: str, body: bytes, forwarded_for: str = "") -> tuple[int, dict]:
+    """POST /api/feedback: a user's answer on one face's verdict (shared.feedback)."""
+    try:
+        cfg = settings()
+        if not cfg.feedback_enabled:
+            raise FeedbackUnavailable(
+                "Feedback is switched off on this server: no storage account is configured "
+                "(AzureWebJobsStorage)."
+            )
+        spec = model().spec
+        ctx = feedbacklib.Context(
+            model_name=spec.name,
+            model_version=spec.version,
+            signer=signer(),
+            limiter=limiter(),
+            store=feedback_store,
+            fetch=_fetch_again,
+            max_bytes=cfg.max_bytes,
+            token_hours=cfg.feedback_token_hours,
+            retention_days=cfg.feedback_retention_days,
+        )
+        client = feedbacklib.client_address(forwarded_for)
+        return feedbacklib.receive(content_type, body, client, ctx)
     except FakeFacesError as exc:
         return exc.status, exc.to_json()
 
@@ -159,8 +249,11 @@ def _url_from_json(body: bytes) -> str:
 def response_headers(status: int, body: dict) -> dict[str, str]:
     """Headers of a JSON answer: the security headers, no caching, and Retry-After on busy."""
     headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
-    if status == 503 and body.get("error", {}).get("code") == "busy":
+    error = body.get("error", {})
+    if status == 503 and error.get("code") == "busy":
         headers["Retry-After"] = str(RETRY_AFTER_S)
+    if status == 429 and "retry_after" in error:
+        headers["Retry-After"] = str(error["retry_after"])
     return headers
 
 
@@ -186,6 +279,11 @@ def health() -> tuple[int, dict]:
     versions = dict(_versions())
     cfg = settings()
     limits = {"max_bytes": cfg.max_bytes, "max_pixels": cfg.max_pixels}
+    # Whether storage is configured, not whether it answers: a probe must not wait on it.
+    feedback_info = {
+        "enabled": cfg.feedback_enabled,
+        "retention_days": cfg.feedback_retention_days,
+    }
     try:
         spec = model().spec
     except FakeFacesError as exc:
@@ -193,6 +291,7 @@ def health() -> tuple[int, dict]:
             "status": "unavailable",
             **exc.to_json(),
             "limits": limits,
+            "feedback": feedback_info,
             "versions": versions,
         }
     info = {
@@ -204,7 +303,13 @@ def health() -> tuple[int, dict]:
         "explain": model().can_explain,
         "model_card": "/api/model-card" if _card_path().is_file() else None,
     }
-    return 200, {"status": "ok", "model": info, "limits": limits, "versions": versions}
+    return 200, {
+        "status": "ok",
+        "model": info,
+        "limits": limits,
+        "feedback": feedback_info,
+        "versions": versions,
+    }
 
 
 CARD_FILE = "MODEL_CARD.html"

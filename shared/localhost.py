@@ -164,6 +164,9 @@ def wsgi_app(app: func.FunctionApp, prefix: str = "api"):
         for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(key):
                 headers[key.replace("_", "-").lower()] = environ[key]
+        # The socket's address, as Azure's front end passes the client's: never what the
+        # client wrote itself (feedback's rate limit counts per address).
+        headers["x-forwarded-for"] = environ.get("REMOTE_ADDR", "")
         host = headers.get("host", "localhost")
         query = environ.get("QUERY_STRING", "")
         req = func.HttpRequest(

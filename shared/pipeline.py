@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
 import threading
@@ -14,6 +15,7 @@ from PIL import Image
 
 from . import explain as explainlib
 from . import faces as facelib
+from . import feedback as feedbacklib
 from .align import face_quad
 from .errors import Busy, NoFace
 from .fetch import fetch_image
@@ -99,10 +101,13 @@ def analyze(
     watch: Stopwatch | None = None,
     preview: bool = False,
     explain: bool = False,
+    signer: feedbacklib.Signer | None = None,
+    source: str = "upload",
 ) -> dict:
     """The JSON-ready answer for one image's bytes. `crops` adds what the model saw of each
     face; `preview` a small JPEG of the photo (a page cannot show a URL's image itself under
-    its Content-Security-Policy); `explain` a Grad-CAM overlay per face."""
+    its Content-Security-Policy); `explain` a Grad-CAM overlay per face; `signer` a feedback
+    token per face, vouching for this answer (`source`: how the photo came, upload or url)."""
     watch = watch or Stopwatch()
     spec = model.spec
     if explain:
@@ -113,6 +118,7 @@ def analyze(
     p_fake = model.predict(inputs)
     watch.lap("predict")
     faces = []
+    sha256 = hashlib.sha256(data).hexdigest() if signer else ""
     for face, p, x in zip(found, p_fake, inputs, strict=True):
         x0, y0, w, h = face.box
         item = {
@@ -126,6 +132,19 @@ def analyze(
             item["crop"] = data_url(Image.fromarray(pixels.squeeze()))
         if explain:
             item["explanation"] = explanation(model, x, pixels, item["label"])
+        if signer:
+            said = feedbacklib.claims(
+                sha256,
+                len(faces),
+                feedbacklib.phash(face.aligned),
+                spec.name,
+                spec.version,
+                item["p_fake"],
+                item["label"],
+                source,
+                int(time.time()),
+            )
+            item["feedback_token"] = signer.sign(said)
         faces.append(item)
     if explain:
         watch.lap("explain")
