@@ -63,6 +63,7 @@ class Place:
         review: str = "pending",
         reviewer_label: str = "",
         created: datetime | None = None,
+        face: int = 0,
     ) -> dict:
         """A stored feedback record as the app writes it (its own receipt, a later time than
         the one seeded before it, so the review order is the seeding order)."""
@@ -72,7 +73,7 @@ class Place:
             "receipt": uuid.uuid4().hex,
             "image_sha256": hashlib.sha256(photo or f"photo {n}".encode()).hexdigest(),
             "crop_phash": f"{n:016x}",
-            "face": 0,
+            "face": face,
             "model_name": "efficientnet_lite0-rgb160",
             "model_version": "2026.11.01-1200",
             "p_fake": round(0.1 + (n % 80) / 100, 4),
@@ -163,7 +164,7 @@ def test_review_by_keys_sets_each_record_and_counts_agreement(place):
     out = proc.stdout
     assert "5 pending feedback record(s)" in out and earlier["receipt"] not in out
     assert out.count("keys: a accept the user's label") == 2  # after "?" and after "z"
-    assert "no photo kept" in out
+    assert "no photo kept" in out and "the largest face of a photo from upload" in out
     shown = re.findall(r"photo: (/\S+)", out)
     assert len(shown) == 4 and all(Path(p).name.split(".")[0] for p in shown)
     assert not any(Path(p).exists() for p in shown)  # no copy outlives the review
@@ -287,11 +288,14 @@ def test_pull_writes_only_reviewed_real_and_fake_photos(place, tmp_path):
     forged = place.seed("fake", photo(15), review="accepted", reviewer_label="fake")
     # A stored photo that is not the one the service analysed is never pulled.
     place.store.container.upload_blob(forged["receipt"], photo(16), overwrite=True)
+    # Nor feedback on a smaller face of a group photo: prepare would align the largest.
+    second = place.seed("fake", photo(17), review="accepted", reviewer_label="fake", face=1)
 
     out = tmp_path / "pulled"
     proc = ok(feedback("pull", "--out", out, *place.args()))
     assert "2 reviewed photo(s) (1 real, 1 fake): 2 written, 0 already there" in proc.stdout
     assert f"left out {forged['receipt']}: the stored photo's SHA-256" in proc.stderr
+    assert f"left out {second['receipt']}: it is about another face" in proc.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == sorted(
         ["feedback.csv", f"real/{real['receipt']}.jpg", f"fake/{fake['receipt']}.png"]

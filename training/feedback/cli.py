@@ -83,6 +83,12 @@ def run_pull(args) -> int:
             f"  left out {receipt}: the stored photo's SHA-256 is not the analysed photo's",
             file=sys.stderr,
         )
+    for receipt in done["other_face"]:
+        print(
+            f"  left out {receipt}: it is about another face than the photo's largest, the "
+            "only one prepare aligns",
+            file=sys.stderr,
+        )
     if done["photos"]:
         print(f"next: python -m training prepare {out} ALIGNED_DIR")
     return 0
@@ -195,9 +201,11 @@ def register(sub) -> None:
         help="reviewed photos -> DIR/real, DIR/fake for `prepare`",
         description="Write every accepted or relabelled record labelled real or fake that has "
         "a kept photo to DIR/real/<receipt>.<ext> or DIR/fake/<receipt>.<ext>, with "
-        "DIR/feedback.csv (receipt, label, user_label, review, model, p_fake, sha256, file). "
-        "Each photo's SHA-256 is checked against its record. Re-running skips photos already "
-        "there and removes those whose record was since deleted, rejected or relabelled. Then: "
+        "DIR/feedback.csv (receipt, label, user_label, review, model, p_fake, sha256, face, "
+        "file). Each photo's SHA-256 is checked against its record. Feedback on any face but "
+        "a photo's largest is left out (prepare aligns only the largest). Re-running skips "
+        "photos already there and removes those whose record was since deleted, rejected or "
+        "relabelled. Then: "
         "python -m training prepare DIR ALIGNED, and train with --data ALIGNED beside the "
         "usual data.",
     )

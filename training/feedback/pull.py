@@ -3,8 +3,10 @@
 Only records a person accepted or relabelled as real or fake, with a kept photo, are pulled:
 DIR/real/<receipt>.<ext>, DIR/fake/<receipt>.<ext> and DIR/feedback.csv (one row per photo).
 Each photo's SHA-256 must equal the record's (the photo the service analysed) or it is left
-out. DIR belongs to pull: re-running skips photos already there and removes the ones whose
-record was since deleted, purged, rejected or relabelled, so a deletion reaches the copies.
+out, and so is feedback on any face but a photo's first (serving numbers faces largest first,
+and `prepare` aligns only the largest: it would give that face this label). DIR belongs to
+pull: re-running skips photos already there and removes the ones whose record was since
+deleted, purged, rejected or relabelled, so a deletion reaches the copies.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ CSV_FIELDS = [
     "model_version",
     "p_fake",
     "sha256",
+    "face",
     "file",
 ]
 
@@ -58,6 +61,8 @@ def _write(path: Path, data: bytes) -> None:
 def pull(store, out: Path, quiet: bool = False) -> dict:
     """Bring DIR up to date with the store; returns counts and the receipts left out."""
     records = [r for r in store.records() if eligible(r)]
+    other_face = [receipt_of(r) for r in records if r.get("face") not in (0, None)]
+    records = [r for r in records if r.get("face") in (0, None)]
     before = _ours(out)
     wanted = {f"{final_label(r)}/{receipt_of(r)}" for r in records}
     removed = 0
@@ -96,6 +101,7 @@ def pull(store, out: Path, quiet: bool = False) -> dict:
                 "model_version": record.get("model_version", ""),
                 "p_fake": record.get("p_fake", ""),
                 "sha256": record.get("image_sha256", ""),
+                "face": record.get("face", ""),
                 "file": path.relative_to(out).as_posix(),
             }
         )
@@ -112,4 +118,5 @@ def pull(store, out: Path, quiet: bool = False) -> dict:
         "by_label": {c: sum(r["label"] == c for r in rows) for c in CLASSES},
         "missing": missing,
         "mismatched": mismatched,
+        "other_face": other_face,
     }

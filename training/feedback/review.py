@@ -28,10 +28,17 @@ def describe(record: dict, index: int, total: int) -> str:
             f"  user says:  {record.get('user_label', '?')}",
             f"  model said: {record.get('verdict', '?')} (p_fake {score}) — "
             f"{record.get('model_name', '?')} {record.get('model_version', '')}".rstrip(),
-            f"  face {record.get('face', '?')} of a photo from {record.get('source', '?')}, "
-            f"sha256 {str(record.get('image_sha256', ''))[:16]}…",
+            f"  {_which_face(record.get('face'))} of a photo from {record.get('source', '?')}"
+            f" (sha256 {str(record.get('image_sha256', ''))[:16]}…)",
         ]
     )
+
+
+def _which_face(face: int | None) -> str:
+    if face in (0, None):
+        return "the largest face"
+    # Serving numbers faces largest first; prepare aligns only the largest.
+    return f"face {face} (counting from 0, largest first: `pull` leaves it out)"
 
 
 def save_photo(store, record: dict, folder: Path) -> str:
