@@ -90,7 +90,8 @@ def run_pull(args) -> int:
             file=sys.stderr,
         )
     if done["photos"]:
-        print(f"next: python -m training prepare {out} ALIGNED_DIR")
+        # prepare resumes from what a folder holds, deleted photos included: start afresh.
+        print(f"next: python -m training prepare {out} NEW_ALIGNED_DIR (a new folder each time)")
     return 0
 
 
@@ -205,9 +206,9 @@ def register(sub) -> None:
         "file). Each photo's SHA-256 is checked against its record. Feedback on any face but "
         "a photo's largest is left out (prepare aligns only the largest). Re-running skips "
         "photos already there and removes those whose record was since deleted, rejected or "
-        "relabelled. Then: "
-        "python -m training prepare DIR ALIGNED, and train with --data ALIGNED beside the "
-        "usual data.",
+        "relabelled. Then: python -m training prepare DIR ALIGNED into a new ALIGNED folder "
+        "each time (prepare keeps what a folder already holds, deleted photos included), and "
+        "train with --data ALIGNED beside the usual data.",
     )
     pl.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")
     pl.add_argument("--quiet", action="store_true", help="no progress bar")
