@@ -31,8 +31,14 @@ frontend/node_modules/.package-lock.json: frontend/package-lock.json
 frontend/dist/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SRC)
 	cd frontend && npm run build
 
+# Feedback is stored in Azurite (Microsoft's storage emulator, a devDependency of frontend/) on its
+# default ports, data in .azurite/, unless AzureWebJobsStorage is set (empty: feedback off).
+# The server runs in the background so that Ctrl-C or a kill of this shell stops both at once;
+# Azurite saves and closes on SIGTERM but its node process does not exit: killed a second later.
+AZURITE := frontend/node_modules/.bin/azurite
+
 serve: $(VENV)/.serve frontend/dist/index.html  ## set up and run the local app on http://localhost:7071
-	$(BIN)/python -m shared serve --port $(PORT) --model $(MODEL)
+	@pid=; if [ -z "$${AzureWebJobsStorage+set}" ]; then mkdir -p .azurite; $(AZURITE) --silent --location .azurite --skipApiVersionCheck --loose >>.azurite/azurite.log 2>&1 & pid=$$!; export AzureWebJobsStorage=UseDevelopmentStorage=true; echo "Azurite (feedback storage) on 127.0.0.1:10000-10002, data in .azurite/"; fi; $(BIN)/python -m shared serve --port $(PORT) --model $(MODEL) & spid=$$!; trap 'kill $$spid $$pid 2>/dev/null; [ -z "$$pid" ] || { sleep 1; kill -9 $$pid 2>/dev/null; }' EXIT; trap 'exit 130' INT TERM; wait $$spid
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
