@@ -34,6 +34,17 @@ def default_retention_days() -> int:
         ) from None
 
 
+def storage_timeout() -> float:
+    """Seconds per storage call, as the app reads it (FAKEFACES_STORAGE_TIMEOUT, 5)."""
+    value = os.environ.get("FAKEFACES_STORAGE_TIMEOUT") or "5"
+    try:
+        return float(value)
+    except ValueError:
+        raise FeedbackError(
+            f"FAKEFACES_STORAGE_TIMEOUT={value!r} is not a number of seconds."
+        ) from None
+
+
 def where(conn: str) -> str:
     """The account or endpoint a connection string points at, for messages: never its key."""
     if conn.strip().lower() == "usedevelopmentstorage=true":
@@ -72,7 +83,9 @@ def open_store(connection: str | None, table: str, container: str):
     from shared.storage import FeedbackStore
 
     try:
-        return FeedbackStore.connect(conn, table=table, container=container)
+        return FeedbackStore.connect(
+            conn, table=table, container=container, timeout=storage_timeout()
+        )
     except FakeFacesError:  # StorageUnavailable: down, wrong address, malformed string
         raise unreachable(conn) from None
 
