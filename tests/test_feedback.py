@@ -402,6 +402,82 @@ def test_bad_forms_are_json_400s(host):
         assert (resp.status_code, error_code(resp)) == (status, code), kwargs
 
 
+FUZZ_URLS = [
+    "file:///etc/passwd",
+    "http://10.0.0.1/x.jpg",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]:9/x.jpg",
+    "ftp://example.com/x.jpg",
+    "http://exa mple.com/",
+    "",
+    "\x00",
+]
+
+
+def fuzz_request(rng, photo: bytes) -> tuple[dict, bytes | None]:
+    """One hostile feedback post: (requests keyword arguments)."""
+    token = rng.choice(
+        [
+            mint(),
+            edited(mint(), p_fake=2),
+            "",
+            "x" * rng.choice([1, 5000]),
+            "..",
+            "a.b",
+            "\u00ff.\u00ff",
+        ]
+    )
+    fields = {
+        "token": token,
+        "label": rng.choice(["real", "fake", "unsure", "", "REAL", "fake\x00", "é" * 100]),
+        "keep": rng.choice(["0", "1", "", "2", "true", "1" * 50]),
+    }
+    if rng.random() < 0.5:
+        fields["url"] = rng.choice(FUZZ_URLS)
+    for key in list(fields):
+        if rng.random() < 0.15:
+            del fields[key]
+    shape = rng.randrange(5)
+    if shape == 0:
+        junk = rng.randbytes(rng.randint(0, 3000))
+        return {"files": {"image": ("a.jpg", rng.choice([photo, junk]))}, "data": fields}
+    if shape == 1:
+        return {"data": fields}
+    if shape == 2:
+        ctype = rng.choice(["multipart/form-data", "multipart/form-data; boundary=", "text/plain"])
+        return {"data": rng.randbytes(rng.randint(0, 2000)), "headers": {"Content-Type": ctype}}
+    if shape == 3:
+        return {"json": fields}
+    body = f'--b\r\nContent-Disposition: form-data; name="{"token" * rng.randint(0, 3)}"\r\n\r\n'
+    return {
+        "data": body.encode() + rng.randbytes(rng.randint(0, 100)),
+        "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+    }
+
+
+def test_fuzzed_feedback_never_fails_with_500(host, images):
+    """300 seeded hostile posts: every answer a 2xx or a JSON 4xx (storage is up: no 5xx),
+    and nothing is stored but what a genuine token allows."""
+    import random
+
+    rng = random.Random(13)
+    photo = unique(images["astronaut"])
+    store = host.store()
+    before = receipts(store)
+    stored = set()
+    with requests.Session() as session:
+        for index in range(300):
+            kwargs = fuzz_request(rng, photo)
+            resp = session.post(host.url + "/api/feedback", timeout=30, **kwargs)
+            assert resp.status_code < 500, (index, kwargs, resp.text)
+            if resp.status_code == 201:
+                stored.add(resp.json()["receipt"])
+            else:
+                assert error_code(resp), (index, resp.text)
+    assert receipts(store) == before | stored
+    assert all(not r["kept"] for r in store.records() if r["receipt"] in stored)
+
+
 def test_feedback_accepts_only_post(host):
     resp = requests.get(host.url + "/api/feedback", timeout=10)
     assert (resp.status_code, error_code(resp)) == (405, "method_not_allowed")
