@@ -233,6 +233,11 @@ class FeedbackHost:
         assert resp.status_code == 200, resp.text
         return resp.json()
 
+    def predict_url(self, url: str) -> dict:
+        resp = requests.post(self.url + "/api/predict", json={"url": url}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
     def send(self, token: str, label: str = "fake", keep: str = "0", **kw) -> requests.Response:
         fields = {"token": token, "label": label, "keep": keep}
         files = None
@@ -331,8 +336,7 @@ def test_round_trip_keeping_a_url_fetches_it_again(host, images, image_server):
     photo = unique(images["astronaut"])
     path = f"/fb-{uuid.uuid4().hex}.jpg"
     url = image_server.add(path, photo)
-    resp = requests.post(host.url + "/api/predict", json={"url": url}, timeout=60)
-    token = resp.json()["faces"][0]["feedback_token"]
+    token = host.predict_url(url)["faces"][0]["feedback_token"]
     assert claims_of(token)["source"] == "url"
     sent = host.send(token, "unsure", "1", url=url)
     assert sent.status_code == 201, sent.text
@@ -353,9 +357,7 @@ def test_a_different_photo_is_not_kept(host, images, image_server):
     assert (resp.status_code, error_code(resp)) == (422, "photo_mismatch")
     path = f"/swap-{uuid.uuid4().hex}.jpg"
     url = image_server.add(path, photo)
-    token = requests.post(host.url + "/api/predict", json={"url": url}, timeout=60).json()["faces"][
-        0
-    ]["feedback_token"]
+    token = host.predict_url(url)["faces"][0]["feedback_token"]
     image_server.add(path, recoded.getvalue())  # the page behind the URL changed since
     resp = host.send(token, "fake", "1", url=url)
     assert (resp.status_code, error_code(resp)) == (422, "photo_mismatch")
