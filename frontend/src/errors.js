@@ -89,7 +89,7 @@ const NOT_SAVED = 'Could not save your answer.'
 const FEEDBACK_WORDS = {
   storage_unavailable: () => ({
     title: NOT_SAVED,
-    hint: 'Nothing was kept. Please try again in a moment.',
+    hint: 'Nothing was kept, and your answer is still here to send again.',
     retry: true,
     detail: true,
   }),
