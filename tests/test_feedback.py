@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import json
+import threading
 import time
 import uuid
 
@@ -18,6 +19,7 @@ from PIL import Image
 from shared import feedback as fb
 from shared.errors import BadRequest, InvalidToken, RateLimited, TooLarge, UnsupportedMediaType
 from shared.storage import FeedbackStore
+from tests.azurite import start_azurite
 from tests.conftest import LocalHost
 
 SECRET = "test-secret-not-for-production"
@@ -516,22 +518,52 @@ def test_a_thousand_posts_in_a_minute_store_only_the_limit(tiny_model_dir, tmp_p
     print(f"1,000 feedback posts in {took:.1f} s")
 
 
+class Falling:
+    """An image URL on loopback whose server stops `azurite` when the photo is fetched the
+    second time (feedback's re-fetch), then serves it: storage goes down mid-request, after
+    every check and before anything is written."""
+
+    def __init__(self, photo: bytes, azurite):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        gets = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                gets.append(self.path)
+                if len(gets) == 2:
+                    azurite.stop()
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(photo)))
+                self.end_headers()
+                self.wfile.write(photo)
+
+            def log_message(self, *args):
+                pass
+
+        self.gets = gets
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/face.jpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 def test_storage_down_mid_request_is_503_and_leaves_nothing(
     tiny_model_dir, tmp_path, azurite, images
 ):
-    """Azurite stopped between predict and feedback: 503 storage_unavailable within seconds;
-    once it is back, nothing of that post is there, and the same post then stores."""
+    """Azurite stopped between predict and feedback, then during a feedback request: 503
+    storage_unavailable within seconds; once it is back, nothing of either post is there, and
+    the same post then stores."""
     photo = unique(images["astronaut"])
-    from tests.azurite import start_azurite
-
     own = start_azurite(tmp_path / "azurite")
     server = FeedbackHost(tiny_model_dir, tmp_path / "host.log", own)
+    falling = Falling(unique(images["astronaut"]), own)
     try:
-        faces = server.predict(photo)["faces"]
-        token = faces[0]["feedback_token"]
+        token = server.predict(photo)["faces"][0]["feedback_token"]
         other = mint(sha256=hashlib.sha256(photo).hexdigest())
         done = server.send(other, "real", "1", image=photo)
         assert done.status_code == 201, done.text  # connected and working before the fall
+        stored = {done.json()["receipt"]}
         own.stop()
         start = time.monotonic()
         resp = server.send(token, "fake", "1", image=photo)
@@ -540,13 +572,23 @@ def test_storage_down_mid_request_is_503_and_leaves_nothing(
         assert took < 5, took
         own.start()
         store = server.store()
-        assert receipts(store) == {done.json()["receipt"]}
+        assert receipts(store) == stored
         assert [b.name for b in store.container.list_blobs()] == [done.json()["receipt"]]
         again = server.send(token, "fake", "1", image=photo)
         assert again.status_code == 201, again.text
-        assert store.photo(store.records()[-1]) == photo
+        stored.add(again.json()["receipt"])
+        assert store.photo({"blob": again.json()["receipt"]}) == photo
+
+        url_token = server.predict_url(falling.url)["faces"][0]["feedback_token"]
+        resp = server.send(url_token, "fake", "1", url=falling.url)
+        assert len(falling.gets) == 2 and own.proc is None  # it did fall mid-request
+        assert (resp.status_code, error_code(resp)) == (503, "storage_unavailable")
+        own.start()
+        assert receipts(store) == stored
+        assert sorted(b.name for b in store.container.list_blobs()) == sorted(stored)
         print(f"storage down: 503 in {took * 1000:.0f} ms")
     finally:
+        falling.server.shutdown()
         server.host.stop()
         own.stop()
 
