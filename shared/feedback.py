@@ -227,20 +227,22 @@ class RateLimiter:
 
 
 def client_address(forwarded_for: str, fallback: str = "unknown") -> str:
-    """The client's address: the first of X-Forwarded-For (Azure's front end sets it; the local
-    host sets it from the socket), without a port. Only counted, never stored."""
-    first = (forwarded_for or "").split(",")[0].strip()
-    if not first:
+    """The client's address: the last of X-Forwarded-For, without a port. Azure's front end
+    appends the address it saw to whatever the client sent, so only the last entry cannot be
+    written by the client (the local host sets the header from the socket). Only counted, never
+    stored."""
+    last = (forwarded_for or "").split(",")[-1].strip()
+    if not last:
         return fallback
     try:
-        return str(ipaddress.ip_address(first.strip("[]")))
+        return str(ipaddress.ip_address(last.strip("[]")))
     except ValueError:
         pass
-    host = first.rsplit(":", 1)[0].strip("[]")  # "203.0.113.5:51234", "[2001:db8::1]:443"
+    host = last.rsplit(":", 1)[0].strip("[]")  # "203.0.113.5:51234", "[2001:db8::1]:443"
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
-        return first[:64]
+        return last[:64]
 
 
 # --- The form ---------------------------------------------------------------------------------
