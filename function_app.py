@@ -1,8 +1,11 @@
-"""Azure Functions (Python v2 programming model): thin HTTP handlers over `shared.api`.
+"""Azure Functions (Python v2 programming model): thin HTTP handlers over `shared.api`, and a
+daily timer that enforces the feedback retention.
 
 Predict is anonymous on purpose: the public page calls it from the browser, where a function
 key could not be kept secret. Put API Management or Easy Auth in front to restrict it.
 """
+
+import logging
 
 import azure.functions as func
 
@@ -36,6 +39,12 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
     ctype = req.headers.get("content-type", "")
     client = req.headers.get("x-forwarded-for", "")
     return reply(*api.feedback(ctype, req.get_body(), client))
+
+
+# Feedback is kept no longer than the page and README promise (FAKEFACES_FEEDBACK_RETENTION_DAYS).
+@app.timer_trigger(schedule="0 30 3 * * *", arg_name="timer", run_on_startup=False)
+def purge_feedback(timer: func.TimerRequest) -> None:
+    logging.info("feedback retention: %d old records deleted", api.purge_feedback())
 
 
 @app.route(route="api/health", methods=["GET"])

@@ -211,6 +211,15 @@ def feedback(content_type: str, body: bytes, forwarded_for: str = "") -> tuple[i
         return exc.status, exc.to_json()
 
 
+def purge_feedback() -> int:
+    """The retention promise: records and kept photos older than FAKEFACES_FEEDBACK_RETENTION_DAYS
+    are deleted (daily, by function_app's timer). Returns how many records went; 0 when off."""
+    cfg = settings()
+    if not cfg.feedback_enabled:
+        return 0
+    return feedback_store().purge(cfg.feedback_retention_days)
+
+
 def form_image(content_type: str, body: bytes) -> bytes:
     """The `image` file of a multipart/form-data body. Parsed here rather than through
     HttpRequest.files, which hands werkzeug the media type as sent, so `Multipart/Form-Data`

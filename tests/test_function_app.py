@@ -4,6 +4,8 @@ import json
 import re
 
 import azure.functions as func
+from azure.functions.decorators.http import HttpTrigger
+from azure.functions.decorators.timer import TimerTrigger
 
 import function_app
 from shared.localhost import indexed, route_prefix, routes
@@ -17,6 +19,8 @@ def registered() -> set[tuple[str, str, str]]:
         trigger = fn.get_trigger()
         doc = json.loads(fn.get_function_json())
         assert doc["scriptFile"] == "function_app.py"
+        if not isinstance(trigger, HttpTrigger):
+            continue
         for method in trigger.methods:
             route = "/" + "/".join(p for p in (prefix, trigger.route) if p)
             found.add((str(method.value), route, fn.get_function_name()))
@@ -35,6 +39,7 @@ def test_functions_routes_and_methods_match_the_readme():
         == documented()
         == {
             ("POST", "/api/predict", "predict"),
+            ("POST", "/api/feedback", "feedback"),
             ("GET", "/api/health", "health"),
             ("GET", "/api/model-card", "model_card"),
             ("GET", "/{*path}", "page"),
@@ -43,9 +48,15 @@ def test_functions_routes_and_methods_match_the_readme():
     )
 
 
-def test_everything_is_anonymous_and_http():
-    for fn in indexed(function_app.app):
-        assert fn.get_trigger().auth_level == func.AuthLevel.ANONYMOUS
+def test_every_route_is_anonymous_and_the_one_timer_purges_daily():
+    triggers = {fn.get_function_name(): fn.get_trigger() for fn in indexed(function_app.app)}
+    timers = {n: t for n, t in triggers.items() if not isinstance(t, HttpTrigger)}
+    assert all(
+        t.auth_level == func.AuthLevel.ANONYMOUS for n, t in triggers.items() if n not in timers
+    )
+    assert list(timers) == ["purge_feedback"]
+    assert isinstance(timers["purge_feedback"], TimerTrigger)
+    assert timers["purge_feedback"].schedule == "0 30 3 * * *"  # 03:30 UTC every day
 
 
 def test_local_host_ranks_api_routes_before_the_page():

@@ -223,3 +223,47 @@ def test_an_orphaned_photo_is_taken_over_only_once_stale(store, monkeypatch):
     monkeypatch.setattr(storage, "IN_FLIGHT", timedelta(0))
     store.save(rec, b"retry", "image/jpeg")
     assert store.photo(store.records()[0]) == b"retry"
+
+
+def test_the_daily_timer_keeps_the_retention_promise(azurite, monkeypatch):
+    """function_app's timer, as the Functions host would call it, deletes what is older than
+    FAKEFACES_FEEDBACK_RETENTION_DAYS from the app's own table and container, and nothing else."""
+    import function_app
+    from shared import api
+    from shared.localhost import indexed
+
+    table, container = names()
+    for name, value in {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "FAKEFACES_FEEDBACK_TABLE": table,
+        "FAKEFACES_FEEDBACK_CONTAINER": container,
+        "FAKEFACES_FEEDBACK_RETENTION_DAYS": "30",
+    }.items():
+        monkeypatch.setenv(name, value)
+    api.settings.cache_clear()
+    monkeypatch.setattr(api, "_store", None)
+    try:
+        store = FeedbackStore.connect(azurite.connection_string, table, container)
+        stale = (datetime.now(UTC) - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        old, new = record(created=stale), record()
+        store.save(old, b"old", "image/jpeg")
+        store.save(new, b"new", "image/jpeg")
+        [timer] = [
+            f for f in indexed(function_app.app) if f.get_function_name() == "purge_feedback"
+        ]
+        timer.get_user_function()(None)
+        assert [r["receipt"] for r in store.records()] == [new["receipt"]]
+        assert blob_names(store) == [new["receipt"]]
+    finally:
+        api.settings.cache_clear()
+
+
+def test_the_timer_does_nothing_without_storage(monkeypatch):
+    from shared import api
+
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    api.settings.cache_clear()
+    try:
+        assert api.purge_feedback() == 0
+    finally:
+        api.settings.cache_clear()
