@@ -69,6 +69,7 @@ def test_what_the_app_needs_is_published(path):
         "requirements-train.txt",
         "shared/__pycache__/api.cpython-311.pyc",
         "test-output/shot.png",
+        ".azurite/__blobstorage__/kept-photo",
     ],
 )
 def test_what_it_does_not_need_stays_home(path):
