@@ -13,17 +13,19 @@ from pathlib import Path
 
 from .connect import (
     FeedbackError,
+    app_settings,
     check_receipt,
     configured,
-    default_container,
-    default_retention_days,
-    default_table,
     open_store,
     unreachable,
 )
 
 
 def _store(args):
+    cfg = app_settings()
+    # Resolved here, not as argparse defaults, so --help never fails on a bad setting.
+    args.table = args.table or cfg.feedback_table
+    args.container = args.container or cfg.feedback_container
     return open_store(args.connection, args.table, args.container)
 
 
@@ -111,7 +113,7 @@ def run_delete(args) -> int:
 
 
 def run_purge(args) -> int:
-    days = args.days if args.days is not None else default_retention_days()
+    days = args.days if args.days is not None else app_settings().feedback_retention_days
     if days < 0:
         raise FeedbackError(f"--days {days}: a retention period cannot be negative.")
     n = _store(args).purge(days)
@@ -149,12 +151,12 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--table",
-        default=default_table(),
+        default=None,
         help="table of feedback records (default: $FAKEFACES_FEEDBACK_TABLE or feedback)",
     )
     g.add_argument(
         "--container",
-        default=default_container(),
+        default=None,
         help="blob container of kept photos "
         "(default: $FAKEFACES_FEEDBACK_CONTAINER or feedback-photos)",
     )

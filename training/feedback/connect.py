@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 
-DEFAULT_TABLE = "feedback"
-DEFAULT_CONTAINER = "feedback-photos"
 RECEIPT = re.compile(r"[0-9a-f]{32}")
 # Azure Functions' own setting name (mixed case, as Azure spells it).
 CONNECTION_SETTING = "AzureWebJobsStorage"
@@ -16,33 +13,15 @@ class FeedbackError(Exception):
     """Bad input to a feedback command: one sentence naming the thing; the CLI exits 2."""
 
 
-def default_table() -> str:
-    return os.environ.get("FAKEFACES_FEEDBACK_TABLE") or DEFAULT_TABLE
+def app_settings():
+    """The app's own settings (shared.settings), so the table, container, retention and timeout
+    the commands use are the ones the service writes with, named and defaulted in one place."""
+    from shared.settings import Settings
 
-
-def default_container() -> str:
-    return os.environ.get("FAKEFACES_FEEDBACK_CONTAINER") or DEFAULT_CONTAINER
-
-
-def default_retention_days() -> int:
-    value = os.environ.get("FAKEFACES_FEEDBACK_RETENTION_DAYS") or "365"
     try:
-        return int(value)
-    except ValueError:
-        raise FeedbackError(
-            f"FAKEFACES_FEEDBACK_RETENTION_DAYS={value!r} is not a whole number of days."
-        ) from None
-
-
-def storage_timeout() -> float:
-    """Seconds per storage call, as the app reads it (FAKEFACES_STORAGE_TIMEOUT, 5)."""
-    value = os.environ.get("FAKEFACES_STORAGE_TIMEOUT") or "5"
-    try:
-        return float(value)
-    except ValueError:
-        raise FeedbackError(
-            f"FAKEFACES_STORAGE_TIMEOUT={value!r} is not a number of seconds."
-        ) from None
+        return Settings.from_env()
+    except ValueError as exc:
+        raise FeedbackError(f"a FAKEFACES_* setting is not a number ({exc}).") from None
 
 
 def where(conn: str) -> str:
@@ -59,9 +38,7 @@ def where(conn: str) -> str:
 def configured(connection: str | None) -> str:
     """The connection string to use: --connection, else AzureWebJobsStorage, as Azure
     Functions reads it; FeedbackError when neither is set."""
-    conn = (
-        connection if connection is not None else os.environ.get(CONNECTION_SETTING, "")
-    ).strip()
+    conn = (connection if connection is not None else app_settings().storage).strip()
     if not conn:
         raise FeedbackError(
             f"no feedback storage is configured: set {CONNECTION_SETTING} or pass --connection."
@@ -84,7 +61,7 @@ def open_store(connection: str | None, table: str, container: str):
 
     try:
         return FeedbackStore.connect(
-            conn, table=table, container=container, timeout=storage_timeout()
+            conn, table=table, container=container, timeout=app_settings().storage_timeout
         )
     except FakeFacesError:  # StorageUnavailable: down, wrong address, malformed string
         raise unreachable(conn) from None
