@@ -489,3 +489,13 @@ def test_reviewed_feedback_is_prepared_and_trained_on(place, tmp_path):
     assert used == want and sum(sum(v.values()) for v in used.values()) == 6
     history = read_csv(run / "history.csv")
     assert [h["epoch"] for h in history] == ["1"] and np.isfinite(float(history[0]["loss"]))
+
+    # A person asks for their photo to be deleted: delete, pull and prepare again take it out
+    # of the pulled and the aligned folder, so the next training run cannot see it.
+    gone = recs[1]["receipt"]
+    ok(feedback("delete", gone, *place.args()))
+    ok(feedback("pull", "--out", pulled, *place.args(), "--quiet"))
+    training("prepare", pulled, aligned, "--workers", "2")
+    left = read_csv(aligned / "manifest.csv")
+    assert len(left) == 5 and not any(gone in r["source"] for r in left)
+    assert not list(aligned.rglob(f"{gone}*"))

@@ -167,6 +167,18 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     # realfake layout without split folders: the validation share is carved by file name.
     assert {r["split"] for r in rows.values()} <= {"train", "valid"}
 
+    # A photo deleted from the source since (a feedback photo deleted at its owner's request)
+    # leaves the manifest and the aligned folder on the next run; the rest is kept as it was.
+    deleted = f"real/{real_src[0].name}"
+    aligned = out / rows[deleted]["output"]
+    assert aligned.is_file()
+    (src / deleted).unlink()
+    again = cli("prepare", src, out, "--workers", "1")
+    after = {r["source"]: r for r in read_csv(out / "manifest.csv")}
+    assert set(after) == set(rows) - {deleted} and not aligned.exists()
+    assert after[f"real/{real_src[1].name}"] == rows[f"real/{real_src[1].name}"]
+    assert "1 removed (source deleted)" in again.stdout
+
 
 def test_prepare_mirrors_the_tree_and_resumes(prepared):
     rows = read_csv(prepared / "manifest.csv")

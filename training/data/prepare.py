@@ -140,6 +140,17 @@ def _read_done(path: Path, out: Path) -> dict[str, dict[str, str]]:
     return {s: r for s, r in rows.items() if r["status"] != "ok" or (out / r["output"]).is_file()}
 
 
+def _forget_gone(src: Path, out: Path, done: dict[str, dict[str, str]]) -> int:
+    """Drop rows (and aligned PNGs) of sources deleted since the last run: a photo removed at
+    its owner's request (training feedback delete) must not live on in an aligned folder."""
+    gone = [s for s in done if not (src / s).is_file()]
+    for source in gone:
+        output = done.pop(source).get("output")
+        if output:
+            (out / output).unlink(missing_ok=True)
+    return len(gone)
+
+
 def prepare(
     src: Path,
     out: Path,
@@ -164,6 +175,7 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / manifest_name(shard)
     done = _read_done(manifest, out)
+    gone = _forget_gone(src, out, done)
     if retry_failed:
         done = {s: r for s, r in done.items() if r["status"] == "ok"}
     todo = [r for r in records if r.rel not in done]
@@ -219,6 +231,7 @@ def prepare(
         "status": status,
         "several_faces_largest_kept": several,
         "processed_now": len(todo),
+        "removed_gone": gone,
         "seconds": round(elapsed, 2),
         "workers": workers,
         "images_per_second": round(len(todo) / elapsed, 2) if todo and elapsed else None,
@@ -352,6 +365,11 @@ def run(args) -> int:
             f" with {summary['workers']} worker(s)"
             if rate
             else "; nothing left to do"
+        )
+        + (
+            f"; {summary['removed_gone']} removed (source deleted)"
+            if summary["removed_gone"]
+            else ""
         )
     )
     for line in summary["unreadable"]:

@@ -92,8 +92,8 @@ def run_pull(args) -> int:
             file=sys.stderr,
         )
     if done["photos"]:
-        # prepare resumes from what a folder holds, deleted photos included: start afresh.
-        print(f"next: python -m training prepare {out} NEW_ALIGNED_DIR (a new folder each time)")
+        # prepare drops what left DIR since its last run, so the same ALIGNED folder can follow it.
+        print(f"next: python -m training prepare {out} ALIGNED_DIR")
     return 0
 
 
@@ -208,9 +208,9 @@ def register(sub) -> None:
         "file). Each photo's SHA-256 is checked against its record. Feedback on any face but "
         "a photo's largest is left out (prepare aligns only the largest). Re-running skips "
         "photos already there and removes those whose record was since deleted, rejected or "
-        "relabelled. Then: python -m training prepare DIR ALIGNED into a new ALIGNED folder "
-        "each time (prepare keeps what a folder already holds, deleted photos included), and "
-        "train with --data ALIGNED beside the usual data.",
+        "relabelled. Then: python -m training prepare DIR ALIGNED (which also drops what left "
+        "DIR since its last run, so a deleted photo leaves ALIGNED too), and train with --data "
+        "ALIGNED beside the usual data.",
     )
     pl.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")
     pl.add_argument("--quiet", action="store_true", help="no progress bar")
