@@ -114,14 +114,7 @@ def predict(
         watch = None
         if url is not None:
             watch = Stopwatch()
-            with fetch_gate().slot():
-                data = fetch_image(
-                    url,
-                    cfg.max_bytes,
-                    cfg.fetch_connect_timeout,
-                    cfg.fetch_read_timeout,
-                    cfg.allow_loopback_urls,
-                )
+            data = fetch_url(url)
             watch.lap("fetch")
         with gate().slot():
             if watch:
@@ -172,7 +165,9 @@ def feedback_store():
         return _store
 
 
-def _fetch_again(url: str) -> bytes:
+def fetch_url(url: str) -> bytes:
+    """An image URL's bytes through the safe fetcher, in one of the bounded download slots:
+    for predict, and again for feedback that keeps a linked photo."""
     cfg = settings()
     with fetch_gate().slot():
         return fetch_image(
@@ -200,7 +195,7 @@ def feedback(content_type: str, body: bytes, forwarded_for: str = "") -> tuple[i
             signer=signer(),
             limiter=limiter(),
             store=feedback_store,
-            fetch=_fetch_again,
+            fetch=fetch_url,
             max_bytes=cfg.max_bytes,
             token_hours=cfg.feedback_token_hours,
             retention_days=cfg.feedback_retention_days,

@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,11 +36,11 @@ from .errors import (
     TooLarge,
     UnsupportedMediaType,
 )
+from .records import LABELS, iso_utc
 
 if TYPE_CHECKING:  # the storage SDKs cost ~0.4 s to import: only a feedback post needs them
     from .storage import FeedbackStore
 
-LABELS = ("real", "fake", "unsure")
 SOURCES = ("upload", "url")
 TOKEN_VERSION = 1
 # A token is ~300 characters; anything far longer is not one of ours.
@@ -348,7 +347,7 @@ def receive(content_type: str, body: bytes, client: str, ctx: Context) -> tuple[
         "verdict": said["label"],
         "user_label": form.label,
         "source": said["source"],
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": iso_utc(),
         "review": "pending",
         "reviewer_label": "",
         "reviewed_at": "",

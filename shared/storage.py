@@ -18,6 +18,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
 
 from .errors import AlreadyStored, StorageUnavailable
+from .records import LABELS, REVIEWS, iso_utc
 
 __all__ = [
     "AlreadyStored",
@@ -57,8 +58,6 @@ COLUMNS = (
     "reviewer_label",
     "reviewed_at",
 )
-REVIEWS = ("pending", "accepted", "relabelled", "rejected")
-LABELS = ("real", "fake", "unsure")
 # A blob with no record this old was left by a save that storage broke off; newer ones may
 # belong to a save still in flight.
 ORPHAN_AGE = timedelta(hours=1)
@@ -73,11 +72,6 @@ def connection_string(value: str) -> str:
     if parts.get("UseDevelopmentStorage", "").lower() == "true":
         return DEVELOPMENT_STORAGE
     return value.strip()
-
-
-def now_iso() -> str:
-    """UTC to the second, one fixed format, so that ISO strings sort (and filter) as times."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def month_of(created: str) -> str:
@@ -221,7 +215,7 @@ class FeedbackStore:
             "RowKey": record["receipt"],
             "review": review,
             "reviewer_label": reviewer_label,
-            "reviewed_at": now_iso() if review != "pending" else "",
+            "reviewed_at": iso_utc() if review != "pending" else "",
         }
         try:
             self.table.update_entity(patch, mode=UpdateMode.MERGE)
@@ -248,8 +242,7 @@ class FeedbackStore:
     def purge(self, older_than_days: int) -> int:
         """Delete records (and their photos) created more than `older_than_days` ago, and blobs
         no record points to that a broken-off save left. Returns how many records went."""
-        cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
-        cutoff_iso = cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cutoff_iso = iso_utc(datetime.now(UTC) - timedelta(days=older_than_days))
         try:
             old = list(self.table.query_entities("created lt @c", parameters={"c": cutoff_iso}))
             for entity in old:

@@ -12,6 +12,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from shared import storage
+from shared.records import iso_utc
 from shared.storage import AlreadyStored, FeedbackStore, StorageUnavailable, connection_string
 from tests.azurite import free_ports
 
@@ -39,7 +40,7 @@ def record(receipt: str | None = None, created: str | None = None, **extra) -> d
         "verdict": "real",
         "user_label": "fake",
         "source": "upload",
-        "created": created or storage.now_iso(),
+        "created": created or iso_utc(),
         "review": "pending",
         "reviewer_label": "",
         "reviewed_at": "",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-LABELS = ("real", "fake", "unsure")
+from shared.records import LABELS
+
 REVIEWED = ("accepted", "relabelled", "rejected")
 # Decisions by key and by word (the sheet's CSV takes either).
 KEYS = {
