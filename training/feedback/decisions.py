@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.records import LABELS
+from shared.records import LABELS, REVIEWS
 
-REVIEWED = ("accepted", "relabelled", "rejected")
+# Every state but "pending": a person has decided.
+REVIEWED = REVIEWS[1:]
 # Decisions by key and by word (the sheet's CSV takes either).
 KEYS = {
     "a": "accept",
