@@ -298,6 +298,9 @@ def test_pydataset_shuffles_by_seed_and_epoch_and_augments_deterministically(spl
         Augment(False, 0, 20, 0, 0),
         Augment(False, 0, 0, 1.0, 0),
         Augment(False, 0, 0, 0, 1.0),
+        Augment(False, 0, 0, 0, 0, tone=1.0),
+        Augment(False, 0, 0, 0, 0, noise=1.0),
+        Augment(False, 0, 0, 0, 0, border=1.0),
         Augment(False, 0, 0, 0, 0, 1.0),
     ):
         out = np.concatenate([x for x, _ in epoch(1, 0, aug)])

@@ -81,6 +81,9 @@ def test_augmentations_change_pixels_deterministically(folder):
         Augment(False, 0, 20, 0, 0),
         Augment(False, 0, 0, 1.0, 0),
         Augment(False, 0, 0, 0, 1.0),
+        Augment(False, 0, 0, 0, 0, tone=1.0),
+        Augment(False, 0, 0, 0, 0, noise=1.0),
+        Augment(False, 0, 0, 0, 0, border=1.0),
     ):
         out = batch(aug)
         assert out.shape == plain.shape and np.isfinite(out).all()

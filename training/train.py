@@ -18,7 +18,14 @@ from pathlib import Path
 
 from .backend import PRECISIONS
 from .data.datasets import DataError, class_counts, read_prepared, usable
-from .data.pipeline import BALANCE_MODES, Augment, load_split, make_dataset, sample_weights
+from .data.pipeline import (
+    BALANCE_MODES,
+    NO_AUGMENT,
+    Augment,
+    load_split,
+    make_dataset,
+    sample_weights,
+)
 
 # training.models imports Keras (seconds); the CLI must not pay that for `--help` or `prepare`.
 MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121", "efficientnet_lite0")
@@ -129,9 +136,12 @@ def _config(args) -> dict:
         jpeg=args.jpeg,
         blur=args.blur,
         resize=args.resize,
+        tone=args.tone,
+        noise=args.noise,
+        border=args.border,
     )
     if args.no_augment:
-        augment = Augment(False, 0.0, 0.0, 0.0, 0.0, 0.0)
+        augment = NO_AUGMENT
     return {
         "model": args.model,
         "head": args.head,
@@ -564,6 +574,26 @@ def register(sub) -> None:
         type=float,
         default=0.0,
         help="probability of shrinking to 1/4-1 of the side and back up (0; 0 off)",
+    )
+    g.add_argument(
+        "--tone",
+        type=float,
+        default=0.0,
+        help="probability of a real-world tone shift: gamma 0.7-1.4, contrast 0.7-1.35 "
+        "(flash-like above 1), brightness ±25, saturation 0.6-1.4 and a ±10 %% white-balance "
+        "cast (0; 0 off)",
+    )
+    g.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="probability of Gaussian sensor noise, sigma 1-8 of 255 (0; 0 off)",
+    )
+    g.add_argument(
+        "--border",
+        type=float,
+        default=0.0,
+        help="probability of black bars 3-15 %% of the side on two opposite sides (0; 0 off)",
     )
     g = p.add_argument_group("hardware")
     g.add_argument(

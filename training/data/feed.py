@@ -22,7 +22,17 @@ from PIL import Image
 from shared.model import ModelSpec
 
 from .datasets import DataError
-from .pipeline import NO_AUGMENT, Augment
+from .pipeline import (
+    BORDER,
+    BRIGHTNESS,
+    CHANNEL_GAIN,
+    CONTRAST,
+    GAMMA,
+    NO_AUGMENT,
+    NOISE_SIGMA,
+    SATURATION,
+    Augment,
+)
 
 # Threads, not processes, fill the queue: numpy and PIL release the GIL in the work that counts,
 # and threads need no pickling of a memory-mapped cache (nor Windows' spawn).
@@ -93,21 +103,61 @@ def down_up(image: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
+def tone(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gamma, contrast, brightness and (colour) saturation and white balance of one float32
+    HWC image: pipeline._tone_noise_one's shift, drawn from the same ranges."""
+    gamma = np.exp(rng.uniform(np.log(GAMMA[0]), np.log(GAMMA[1])))
+    x = 255.0 * (np.clip(image, 0, 255) / 255.0) ** gamma
+    x = x.mean() + rng.uniform(*CONTRAST) * (x - x.mean()) + rng.uniform(*BRIGHTNESS)
+    if image.shape[-1] == 3:
+        gray = x.mean(axis=-1, keepdims=True)
+        x = gray + rng.uniform(*SATURATION) * (x - gray)
+        x = x * rng.uniform(*CHANNEL_GAIN, 3)
+    return np.clip(x, 0, 255).astype(np.float32)
+
+
+def noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian sensor noise on one float32 HWC image, sigma drawn from NOISE_SIGMA."""
+    grain = rng.normal(0.0, rng.uniform(*NOISE_SIGMA), image.shape)
+    return np.clip(image + grain, 0, 255).astype(np.float32)
+
+
+def border(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Black bars on two opposite sides of one HWC image (pipeline._border_one)."""
+    size = image.shape[0]
+    width = int(round(rng.uniform(*BORDER) * size))
+    out = image.copy()
+    if rng.random() < 0.5:
+        out[:width], out[size - width :] = 0, 0
+    else:
+        out[:, :width], out[:, size - width :] = 0, 0
+    return out
+
+
 def augment_batch(batch: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
     """float32 pixel values (0-255) NHWC -> augmented, same shape: pipeline.augment_batch's
-    steps and ranges (blur, JPEG, resize per image; then flip; then rotation and shear)."""
+    steps and ranges (tone, noise, blur, JPEG, resize, border per image; then flip; then
+    rotation and shear)."""
     n, size = batch.shape[0], batch.shape[1]
-    if aug.blur or aug.jpeg or aug.resize:
+    if aug.per_image:
         radius = max(1, math.ceil(3 * 3.0 * size / 256))
         batch = batch.copy()
         for i in range(n):
             coin = rng.random(3)
+            if aug.tone or aug.noise or aug.border:  # drawn only then: older runs replay exactly
+                camera = rng.random(3)
+                if aug.tone and camera[0] < aug.tone:
+                    batch[i] = tone(batch[i], rng)
+                if aug.noise and camera[1] < aug.noise:
+                    batch[i] = noise(batch[i], rng)
             if aug.blur and coin[0] < aug.blur:
                 batch[i] = blur(batch[i], rng.uniform(0.1, 3.0 * size / 256), radius)
             if aug.jpeg and coin[1] < aug.jpeg:
                 batch[i] = jpeg(batch[i], rng.integers(30, 100))
             if aug.resize and coin[2] < aug.resize:
                 batch[i] = down_up(batch[i], int(rng.uniform(size / 4, size)))
+            if aug.border and camera[2] < aug.border:
+                batch[i] = border(batch[i], rng)
     if aug.flip:
         flip = rng.random(n) < 0.5
         batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)

@@ -107,9 +107,21 @@ def cached_pixels(
     return np.load(path, mmap_mode="r")
 
 
+# Ranges of the real-world photo augmentations (--tone, --noise, --border), shared with feed.py:
+# what a phone, a flash, a white balance and a letterboxed repost do to a real photograph.
+GAMMA = (0.7, 1.4)  # exponent on [0, 1] pixel values, drawn log-uniformly
+CONTRAST = (0.7, 1.35)  # about the image mean; above 1 is flash-like
+BRIGHTNESS = (-25.0, 25.0)  # added, 0-255 scale
+SATURATION = (0.6, 1.4)  # about each pixel's gray value (colour only)
+CHANNEL_GAIN = (0.9, 1.1)  # per channel: a white-balance cast (colour only)
+NOISE_SIGMA = (1.0, 8.0)  # Gaussian sensor noise, 0-255 scale, per pixel and channel
+BORDER = (0.03, 0.15)  # black bars' width, share of the side, on two opposite sides
+
+
 @dataclass
 class Augment:
-    """The paper's augmentations (flip, rotation, shear) plus Wang et al.'s (JPEG, blur)."""
+    """The paper's augmentations (flip, rotation, shear), Wang et al.'s (JPEG, blur), and the
+    real-world photo ones (tone, noise, border) that keep camera photos of every kind real."""
 
     flip: bool = True
     rotation: float = 10.0  # max degrees, either way; 0 = off
@@ -117,12 +129,18 @@ class Augment:
     jpeg: float = 0.1  # probability of re-compressing at quality 30-100; 0 = off
     blur: float = 0.1  # probability of a Gaussian blur, sigma up to 3 px at 256²; 0 = off
     resize: float = 0.0  # probability of shrinking to 1/4-1 of the side and back; 0 = off
+    tone: float = 0.0  # probability of a gamma/contrast/brightness/colour shift; 0 = off
+    noise: float = 0.0  # probability of Gaussian sensor noise; 0 = off
+    border: float = 0.0  # probability of black bars on two opposite sides; 0 = off
 
     @property
     def active(self) -> bool:
-        return bool(
-            self.flip or self.rotation or self.shear or self.jpeg or self.blur or self.resize
-        )
+        return bool(self.flip or self.rotation or self.shear or self.per_image)
+
+    @property
+    def per_image(self) -> bool:
+        """Whether any augmentation is drawn image by image (the rest are batched)."""
+        return bool(self.jpeg or self.blur or self.resize or self.tone or self.noise or self.border)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -155,6 +173,65 @@ def _affine(batch, seed, aug: Augment, size: int):
         interpolation="BILINEAR",
         fill_mode="REFLECT",
     )
+
+
+def _tone_noise_one(image, seed, aug: Augment):
+    """A camera's and a photographer's doing, each with its probability: gamma, contrast,
+    brightness and (colour) saturation and white balance; then Gaussian sensor noise."""
+    import tensorflow as tf
+
+    coin = tf.random.stateless_uniform([2], seed + 10)
+    channels = image.shape[-1]
+    if aug.tone:
+
+        def tone():
+            u = tf.random.stateless_uniform([4 + channels], seed + 11)
+            lo, hi = math.log(GAMMA[0]), math.log(GAMMA[1])
+            gamma = tf.exp(lo + u[0] * (hi - lo))
+            x = 255.0 * tf.pow(tf.clip_by_value(image, 0.0, 255.0) / 255.0, gamma)
+            contrast = CONTRAST[0] + u[1] * (CONTRAST[1] - CONTRAST[0])
+            x = tf.reduce_mean(x) + contrast * (x - tf.reduce_mean(x))
+            x = x + BRIGHTNESS[0] + u[2] * (BRIGHTNESS[1] - BRIGHTNESS[0])
+            if channels == 3:
+                gray = tf.reduce_mean(x, axis=-1, keepdims=True)
+                x = gray + (SATURATION[0] + u[3] * (SATURATION[1] - SATURATION[0])) * (x - gray)
+                x = x * (CHANNEL_GAIN[0] + u[4:] * (CHANNEL_GAIN[1] - CHANNEL_GAIN[0]))
+            return tf.clip_by_value(x, 0.0, 255.0)
+
+        image = tf.cond(coin[0] < aug.tone, tone, lambda: image)
+    if aug.noise:
+
+        def noise():
+            sigma = tf.random.stateless_uniform([], seed + 12, *NOISE_SIGMA)
+            grain = tf.random.stateless_normal(tf.shape(image), seed + 13) * sigma
+            return tf.clip_by_value(image + grain, 0.0, 255.0)
+
+        image = tf.cond(coin[1] < aug.noise, noise, lambda: image)
+    return image
+
+
+def _border_one(image, seed, aug: Augment, size: int):
+    """Black bars on two opposite sides (top and bottom, or left and right), as a letterboxed
+    or screenshotted photo has them."""
+    import tensorflow as tf
+
+    u = tf.random.stateless_uniform([3], seed + 14)
+    width = tf.cast(tf.round((BORDER[0] + u[1] * (BORDER[1] - BORDER[0])) * size), tf.int32)
+    ramp = tf.range(size)
+    keep = tf.cast((ramp >= width) & (ramp < size - width), tf.float32)
+    mask = tf.where(u[2] < 0.5, keep[:, None], keep[None, :])[..., None]
+    return tf.cond(u[0] < aug.border, lambda: image * mask, lambda: image)
+
+
+def _one_image(image, seed, aug: Augment, size: int):
+    """Every per-image augmentation in a photo's order: tone and noise (the camera), blur, JPEG
+    and resize (the sharing), black bars (the repost)."""
+    if aug.tone or aug.noise:
+        image = _tone_noise_one(image, seed, aug)
+    image = _blur_jpeg_one(image, seed, aug, size)
+    if aug.border:
+        image = _border_one(image, seed, aug, size)
+    return image
 
 
 def _blur_jpeg_one(image, seed, aug: Augment, size: int):
@@ -204,11 +281,11 @@ def augment_batch(batch, seed, aug: Augment, size: int):
     """float32 pixel values (0-255) NHWC -> augmented, same shape; `seed` is int32 [2]."""
     import tensorflow as tf
 
-    if aug.blur or aug.jpeg or aug.resize:
+    if aug.per_image:
         n = tf.shape(batch)[0]
         seeds = tf.random.experimental.stateless_split(seed, num=n)
         batch = tf.map_fn(
-            lambda a: _blur_jpeg_one(a[0], a[1], aug, size),
+            lambda a: _one_image(a[0], a[1], aug, size),
             (batch, seeds),
             fn_output_signature=tf.float32,
         )
