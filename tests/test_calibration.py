@@ -135,3 +135,44 @@ def test_export_checks_the_network_and_serves_the_temperature(tmp_path):
     assert not np.allclose(served.predict(x), keras_p, atol=1e-3)
     plain = export_keras(model, tmp_path / "plain", replace(spec, temperature=1.0), check=x)
     np.testing.assert_allclose(plain.predict(x), keras_p, atol=1e-5)
+
+
+def test_false_alarm_threshold_weighs_each_real_source_the_same():
+    """100 reals of a big source all score low, 10 of a small one are spread out: a 2 % budget
+    averaged per source must keep the small source's false alarms at most 4 % (0 or 1 of 10
+    scored at or above the cut when the big one has none), and the cut is the lowest such."""
+    from training.evaluation.calibration import false_alarm_threshold, source_false_alarm
+
+    big = np.linspace(0.01, 0.1, 100)
+    small = np.linspace(0.05, 0.95, 10)
+    fakes = np.linspace(0.5, 1.0, 50)
+    p = np.concatenate([big, small, fakes])
+    y = np.array([0] * 110 + [1] * 50)
+    src = ["big"] * 100 + ["small"] * 10 + ["gen"] * 50
+    cut, mean, per = false_alarm_threshold(y, p, src, 0.02)
+    assert mean <= 0.02 and set(per) == {"big", "small"}
+    # pooled, 2 of 110 reals (1.8 %) would pass; per source that is 20 % of the small one's
+    assert per["small"] == 0.0 and cut > small[-1]
+    below = np.nextafter(cut, 0.0)
+    assert source_false_alarm(p[y == 0], src[:110], below)[0] > 0.02  # the lowest cut
+    # With a 5 % budget one small-source false alarm (10 % / 2 sources) fits: a lower cut.
+    cut5, mean5, per5 = false_alarm_threshold(y, p, src, 0.05)
+    assert cut5 < cut and per5["small"] == pytest.approx(0.1) and mean5 == pytest.approx(0.05)
+
+
+def test_false_alarm_threshold_needs_reals():
+    from training.evaluation.calibration import false_alarm_threshold
+
+    with pytest.raises(ValueError, match="real photos"):
+        false_alarm_threshold(np.ones(4), np.linspace(0, 1, 4), ["g"] * 4)
+
+
+def test_false_alarm_threshold_refuses_reals_saturated_at_one():
+    """Reals scored 1.0 cannot be kept real by any cut a probability can take: refused, said."""
+    from training.evaluation.calibration import false_alarm_threshold
+
+    y = np.array([0, 0, 0, 1])
+    with pytest.raises(ValueError, match="1 of 3 score 1.0"):
+        false_alarm_threshold(y, np.array([0.1, 0.2, 1.0, 1.0]), ["r"] * 3 + ["g"], 0.02)
+    cut, mean, _ = false_alarm_threshold(y, np.array([0.1, 0.2, 1.0, 1.0]), ["r"] * 3 + ["g"], 0.34)
+    assert cut == np.nextafter(0.2, 1.0) and mean == pytest.approx(1 / 3)  # 1.0 stays fake

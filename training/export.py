@@ -149,7 +149,7 @@ def check_inputs(
 
 
 def _valid_calibration(
-    model, cfg: dict, fit: bool, threshold: float | str
+    model, cfg: dict, fit: bool, threshold: float | str, false_alarm: float = 0.02
 ) -> tuple[float, float, dict]:
     """(temperature, threshold, what model.json records) from the run's validation split.
 
@@ -157,14 +157,17 @@ def _valid_calibration(
     chosen on the calibrated P(fake), the number serving shows. `threshold` "valid" is the cut
     that maximises balanced accuracy there: a small or short run can rank well (high AUC) yet
     sit off-centre; picking the cut on validation data (never test) keeps the call balanced
-    between classes."""
+    between classes. `threshold` "reals" is the lowest cut that calls at most `false_alarm` of
+    the validation reals fake, each real source weighing the same: a promise to real people
+    that a person can check, where balanced accuracy would trade their false alarms for
+    catches."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from shared.model import calibrate
 
-    from .data.datasets import DataError, read_prepared
+    from .data.datasets import DataError, read_prepared, source_of
     from .data.pipeline import load_split
-    from .evaluation.calibration import choose_threshold, fit_on_valid
+    from .evaluation.calibration import choose_threshold, false_alarm_threshold, fit_on_valid
 
     val = load_split(
         [read_prepared(d) for d in cfg["data"]],
@@ -181,10 +184,21 @@ def _valid_calibration(
     except ValueError as exc:
         raise DataError(f"{exc}; pass --calibrate none to export uncalibrated.") from None
     p = calibrate(p_raw, temperature)
+    sources = [source_of(r) for r in val.rows]
     if threshold == "valid":
         cut, balanced = choose_threshold(y, p)
         rule = "maximises balanced accuracy on this split"
         rule += " (on calibrated P(fake))" if fit else ""
+    elif threshold == "reals":
+        try:
+            cut, _, _ = false_alarm_threshold(y, p, sources, false_alarm)
+        except ValueError as exc:
+            raise DataError(f"--threshold reals: {exc}.") from None
+        balanced = float(balanced_accuracy_score(y, (p >= cut).astype(int)))
+        rule = (
+            f"at most {false_alarm:.0%} of validation real photos called fake, each real source "
+            "weighing the same"
+        )
     else:
         cut = float(threshold)
         balanced = float(balanced_accuracy_score(y, (p >= cut).astype(int)))
@@ -201,7 +215,45 @@ def _valid_calibration(
     }
     if fitted:
         info["calibration"] = fitted
+    info["sources"] = operating_sources(y, p, sources, cut)
     return temperature, cut, info
+
+
+def operating_sources(y: np.ndarray, p: np.ndarray, sources: list[str], cut: float) -> dict:
+    """Each source's validation photos at the cut: how many of its reals are called fake (false
+    alarms) and how many of its fakes are caught."""
+    out: dict[str, dict] = {}
+    for name in sorted(set(sources)):
+        mask = np.array([s == name for s in sources])
+        for label, key, called in ((0, "real", "called_fake"), (1, "fake", "caught")):
+            sel = mask & (y == label)
+            if sel.any():
+                out.setdefault(name, {})[key] = int(sel.sum())
+                out[name][called] = round(float(np.mean(p[sel] >= cut)), 6)
+    return out
+
+
+# What each fake source's generator is, for the page and the card ("which generators has it
+# learned?"). A source not named here is shown by its folder name.
+GENERATORS = {
+    "140k": "StyleGAN (the 140k set: FFHQ photos vs StyleGAN faces)",
+    "stylegan2-unsplash": "StyleGAN2 (thispersondoesnotexist.com)",
+    "stable-diffusion": "Stable Diffusion 2.1 (SDFD portraits)",
+}
+NOT_LEARNED = (
+    "other diffusion models (Midjourney, DALL·E, Flux, newer Stable Diffusion), StyleGAN3, "
+    "face swaps and edits: measured only by leaving one generator out of training (model card)"
+)
+
+
+def generators(cfg: dict) -> dict:
+    """The generators whose fakes the run trained on, by the sources its fake cells came from."""
+    cells = cfg.get("classes", {}).get("balance", {}).get("cells", [])
+    fake_sources = sorted({c["source"] for c in cells if c["class"] == "fake"})
+    return {
+        "learned": [GENERATORS.get(s, s) for s in fake_sources],
+        "not_learned": NOT_LEARNED,
+    }
 
 
 def _trained_on(cfg: dict) -> str:
@@ -225,6 +277,7 @@ def export_run(
     metrics_dir: Path | None = None,
     explain: bool = True,
     calibration: str = "valid",
+    false_alarm: float = 0.02,
 ) -> tuple[Model, int]:
     """A run's checkpoint -> `out`, rebuilt in float32 and checked against Keras."""
     import json
@@ -285,10 +338,20 @@ def export_run(
         },
     }
     temperature = 1.0
-    if threshold == "valid" or calibration == "valid":
-        temperature, threshold, extra["metrics"]["valid"] = _valid_calibration(
-            model, cfg, calibration == "valid", threshold
+    if threshold in ("valid", "reals") or calibration == "valid":
+        temperature, threshold, valid = _valid_calibration(
+            model, cfg, calibration == "valid", threshold, false_alarm
         )
+        extra["metrics"]["valid"] = valid
+        if valid["threshold_rule"].startswith("at most"):
+            extra["operating_point"] = {
+                "rule": valid["threshold_rule"],
+                "false_alarm_target": false_alarm,
+                "split": valid["split"],
+                "threshold": valid["threshold"],
+                "sources": valid["sources"],
+            }
+    extra["generators"] = generators(cfg)
     metrics_csv = metrics_dir / "metrics.csv" if metrics_dir else None
     if metrics_csv is not None:
         if not metrics_csv.is_file():
@@ -346,6 +409,7 @@ def run(args) -> int:
             Path(args.metrics) if args.metrics else None,
             not args.no_explain,
             args.calibrate,
+            args.false_alarm,
         )
     except (DataError, RuntimeError) as exc:
         print(f"export: {exc}", file=sys.stderr)
@@ -360,7 +424,7 @@ def run(args) -> int:
 
 
 def _threshold(text: str) -> float | str:
-    if text == "valid":
+    if text in ("valid", "reals"):
         return text
     value = float(text)
     if not 0.0 < value < 1.0:
@@ -369,6 +433,16 @@ def _threshold(text: str) -> float | str:
 
 
 _threshold.__name__ = "threshold"  # argparse names the type in its error message
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(text)
+    return value
+
+
+_rate.__name__ = "rate"
 
 
 def register(sub) -> None:
@@ -395,8 +469,17 @@ def register(sub) -> None:
         "--threshold",
         type=_threshold,
         default=0.5,
-        help="P(fake) at or above which serving says fake: a number (0.5) or `valid`: the cut "
-        "that maximises balanced accuracy on the run's validation split",
+        help="P(fake) at or above which serving says fake: a number (0.5); `valid`: the cut "
+        "that maximises balanced accuracy on the run's validation split; `reals`: the lowest "
+        "cut that calls at most --false-alarm of the validation reals fake, each real source "
+        "weighing the same (model.json operating_point says so, with each source's rates)",
+    )
+    p.add_argument(
+        "--false-alarm",
+        type=_rate,
+        default=0.02,
+        metavar="RATE",
+        help="for --threshold reals: the largest share of validation reals called fake (0.02)",
     )
     p.add_argument(
         "--metrics",

@@ -128,6 +128,43 @@ def choose_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     return float(cuts[best]), float(scores[best])
 
 
+def source_false_alarm(
+    p: np.ndarray, sources: list[str], cut: float
+) -> tuple[float, dict[str, float]]:
+    """(mean over sources, per source): the share of real photos at or above `cut`, each
+    source's reals weighing the same whatever their count."""
+    p = np.asarray(p)
+    per = {s: float(np.mean(p[[x == s for x in sources]] >= cut)) for s in sorted(set(sources))}
+    return float(np.mean(list(per.values()))), per
+
+
+def false_alarm_threshold(
+    y: np.ndarray, p: np.ndarray, sources: list[str], rate: float = 0.02
+) -> tuple[float, float, dict[str, float]]:
+    """(cut, its mean false-alarm rate, per real source): the lowest P(fake) cut at which at
+    most `rate` of the real photos are called fake, averaged over real sources so that a large
+    collection cannot hide a small one's false alarms. The lowest such cut catches the most
+    fakes; any higher cut would give up catches for no promise kept better."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, np.float64)
+    real = y == 0
+    if not real.any():
+        raise ValueError("choosing a false-alarm threshold needs real photos in the split")
+    p_real = p[real]
+    src = [s for s, r in zip(sources, real, strict=True) if r]
+    # A cut just above a real photo's score calls it real; the mean rate falls as the cut rises.
+    cuts = np.unique(np.concatenate([[p_real.min()], np.nextafter(p_real, 2.0)]))
+    for cut in cuts:
+        mean, per = source_false_alarm(p_real, src, cut)
+        if mean <= rate and cut <= 1.0:
+            return float(cut), mean, per
+    saturated = int(np.sum(p_real >= 1.0))
+    raise ValueError(
+        f"no P(fake) cut up to 1 calls at most {rate:.0%} of the real photos fake: "
+        f"{saturated} of {len(p_real)} score 1.0"
+    )
+
+
 def plot_reliability(
     groups: dict[str, tuple[np.ndarray, np.ndarray]],
     path: Path,
