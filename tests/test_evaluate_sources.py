@@ -214,3 +214,22 @@ def test_photo_robustness_realigns_the_degraded_source_photo(tiny_model_dir, tmp
     assert any(r["jpeg75"] and r["jpeg75"] != r["p_clean"] for r in scores)
     summary = json.loads((out / "evaluation.json").read_text())
     assert [r["variant"] for r in summary["robustness"]] == [r["variant"] for r in table]
+
+
+def test_by_dataset_scores_each_generator_against_every_real(synthetic, tiny_model_dir, tmp_path):
+    """`--by dataset` adds "<source> fakes vs every real": a's fakes against the reals of a and
+    b together, so an all-fake source (Stable Diffusion) gets a ROC-AUC against real photos."""
+    from sklearn.metrics import roc_auc_score
+
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", str(tiny_model_dir), "--data", str(synthetic)]
+    assert main([*args, "--split", "test", "--by", "dataset", "--out", str(out), "--quiet"]) == 0
+    table = {r["group"]: r for r in read_csv(out / "metrics.csv")}
+    assert {"a fakes vs every real", "b fakes vs every real"} <= set(table)
+    preds = [r for r in read_csv(out / "predictions.csv") if r["p_fake"]]
+    chosen = [r for r in preds if r["true_label"] == "real" or r["dataset"] == "a"]
+    y = [r["true_label"] == "fake" for r in chosen]
+    want = roc_auc_score(y, [float(r["p_fake"]) for r in chosen])
+    row = table["a fakes vs every real"]
+    assert int(row["n"]) == len(chosen) == 12  # 4 fakes of a, 8 reals of a and b
+    assert float(row["roc_auc"]) == pytest.approx(want, abs=1e-4)

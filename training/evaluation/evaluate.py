@@ -58,6 +58,22 @@ def metrics(y_true: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict:
     }
 
 
+def versus_every_real(
+    rows: list[dict], y: np.ndarray, p_fake: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each source with fakes, its fakes against every real photo of every source scored:
+    a generator is measured against real photos of every kind, not only its own collection's
+    (an all-fake source such as stable-diffusion has no reals of its own)."""
+    sources = np.array([source_of(r) for r in rows])
+    real = y == 0
+    groups = {}
+    for name in sorted(set(sources[y == 1])):
+        mask = real | ((sources == name) & (y == 1))
+        if real.any():
+            groups[f"{name} fakes vs every real"] = (y[mask], p_fake[mask])
+    return groups
+
+
 def load_predictor(model_dir: Path, checkpoint: str = "best"):
     """(predict(inputs) -> P(fake), ModelSpec, description) for a run folder or a model folder."""
     from shared.model import SPEC_FILE, Model
@@ -425,6 +441,8 @@ def evaluate(
         for v in sorted(set(values)):
             mask = np.array([x == v for x in values])
             groups[f"{col}={v}"] = (y[mask], p_fake[mask])
+    if "dataset" in by:
+        groups.update(versus_every_real(chosen.rows, y, p_fake))
     table = [{"group": g, **metrics(yt, pt, threshold)} for g, (yt, pt) in groups.items()]
     scored_sources = sorted({source_of(r) for r in chosen.rows})
     seen = trained_sources(model_dir)
