@@ -8,7 +8,16 @@ import warnings
 import numpy as np
 import pytest
 
-from training.fairness.metrics import FAV, PRIV, UNFAV, UNPRIV, Bootstrap, Cells, why_undefined
+from training.fairness.metrics import (
+    FAV,
+    PRIV,
+    UNFAV,
+    UNPRIV,
+    Bootstrap,
+    Cells,
+    why_undefined,
+    wilson,
+)
 
 
 def _aif360_metric(side, truth, pred):
@@ -166,3 +175,21 @@ def test_interval_is_empty_when_most_resamples_are_undefined():
     assert all(np.isnan(boot.interval(vals)))
     lo, hi = boot.interval(np.linspace(0, 1, 100))
     assert lo == pytest.approx(0.025) and hi == pytest.approx(0.975)
+
+
+def test_wilson_interval_by_hand_and_against_scipy():
+    """3/10 by hand: z = 1.959964, centre (0.3 + z²/20)/(1 + z²/10), half-width
+    z·sqrt(0.021 + z²/400)/(1 + z²/10) -> [0.1078, 0.6032]; 0/n and n/n keep a finite side."""
+    from scipy.stats import binomtest
+
+    assert wilson(3, 10) == pytest.approx((0.10779, 0.60322), abs=1e-5)
+    z2 = 1.959963984540054**2
+    assert wilson(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))  # 0.2775: not [0, 0]
+    assert wilson(10, 10) == pytest.approx((10 / (10 + z2), 1.0))
+    assert all(np.isnan(wilson(0, 0)))
+    for k, n in ((0, 6), (4, 8), (11, 15), (85, 296), (433, 1500)):
+        ref = binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert wilson(k, n) == pytest.approx((ref.low, ref.high), abs=1e-9)
+    lo90, hi90 = wilson(4, 8, level=0.90)
+    lo95, hi95 = wilson(4, 8)
+    assert lo95 < lo90 < 0.5 < hi90 < hi95

@@ -3,6 +3,11 @@
 Predictions (the CSV of `python -m shared predict` / `training evaluate`) are joined to
 demographic labels by path relative to the dataset root; every row that does not join is counted
 and listed. Figures follow AIF360's definitions with the favourable outcome as positive label.
+
+With `--fakes-labels` (SDFD's Stable Diffusion faces with their prompted race) the audit also has
+labelled fakes: per FairFace race, the SD catch rate and the false-alarm rate on real photos with
+Wilson intervals, AOD of each race against the other six with a bootstrap interval, and the
+largest catch-rate gap between races (sd_race.md / .csv / .png).
 """
 
 from __future__ import annotations
@@ -10,22 +15,40 @@ from __future__ import annotations
 import argparse
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .labels import (
+    BLEND,
     CLASSES,
+    FAIRFACE_RACES,
+    PACIFIC,
     PAPER_GROUPS,
+    SD_SPLITS,
+    SPLIT_EXCLUDED,
+    FakeLabels,
     GroupDef,
     Joined,
     LabelError,
     join,
     parse_group,
+    parse_splits,
+    race_group,
     read_labels,
+    read_sd_labels,
 )
-from .metrics import FAV, PRIV, UNFAV, UNPRIV, Bootstrap, Cells, why_undefined
+from .metrics import FAV, PRIV, UNFAV, UNPRIV, Bootstrap, Cells, why_undefined, wilson
+
+# The per-race comparison of SD fakes: one scheme, stated in the report.
+SD_SCHEME = (
+    "each FairFace race as the unprivileged group against the other six races pooled as the "
+    "privileged group"
+)
+AOD_GOAL = 0.02  # |AOD| at most this
+GAP_GOAL = 5.0  # catch rates within this many points across races
+POOLED = "All seven"
 
 
 @dataclass
@@ -39,6 +62,48 @@ class GroupResult:
 
 
 @dataclass
+class RaceRow:
+    """One row of the SD per-race table: SD fakes and real photos of one race label."""
+
+    race: str
+    compared: bool  # one of FairFace's seven (Pacific Islander, Blend and the pool are not)
+    fakes: int  # scored SD fakes
+    fake_errors: int  # SD fakes with no prediction (no face found, unreadable)
+    caught: int  # fakes judged fake
+    reals: int  # scored real photos
+    real_errors: int
+    false_alarms: int  # reals judged fake
+    aod: float = float("nan")
+    aod_boot: np.ndarray | None = None
+    catch_boot: np.ndarray | None = None  # resampled catch rate of this race's fakes
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def catch(self) -> float:
+        return self.caught / self.fakes if self.fakes else float("nan")
+
+    @property
+    def false_alarm(self) -> float:
+        return self.false_alarms / self.reals if self.reals else float("nan")
+
+    def catch_ci(self) -> tuple[float, float]:
+        return wilson(self.caught, self.fakes)
+
+    def false_alarm_ci(self) -> tuple[float, float]:
+        return wilson(self.false_alarms, self.reals)
+
+
+@dataclass
+class SdRace:
+    fakes: FakeLabels
+    rows: list[RaceRow]  # FairFace's seven, the seven pooled, Pacific Islander, Blend
+    gap: float  # largest minus smallest catch rate over the seven, in points
+    gap_boot: np.ndarray
+    gap_races: tuple[str, str]  # (highest, lowest) catch rate
+    left_out: int  # predictions of SD fakes of splits not audited
+
+
+@dataclass
 class Audit:
     favourable: str
     joined: Joined
@@ -47,6 +112,7 @@ class Audit:
     threshold: float | None
     class_counts: dict[str, int]
     overall: GroupResult  # every scored row on the "privileged" side, nothing on the other
+    sd: SdRace | None = None
 
     @property
     def unfavourable(self) -> str:
@@ -60,6 +126,108 @@ class Audit:
         return {"real_called_fake": fpr, "fake_called_real": 1 - tpr}
 
 
+def _score(
+    side: np.ndarray,
+    scored: np.ndarray,
+    truly_fav: np.ndarray,
+    judged_fav: np.ndarray,
+    boot: Bootstrap,
+    name: str,
+) -> tuple[Cells, Cells]:
+    """Point counts and their stratified bootstrap for one PRIV/UNPRIV split of the rows."""
+    cells = Cells.from_rows(np.where(scored, side, -1), truly_fav, judged_fav)
+    by_cell = [
+        [judged_fav[scored & (side == s) & (truly_fav == (c == FAV))] for c in (FAV, UNFAV)]
+        for s in (PRIV, UNPRIV)
+    ]
+    # The key ties each definition's stream to its name: adding a --group leaves the
+    # other intervals unchanged.
+    return cells, boot.resample(by_cell, key=zlib.crc32(name.encode()))
+
+
+def run_sd_race(joined: Joined, fakes: FakeLabels, favourable: str, boot: Bootstrap) -> SdRace:
+    """SD fakes (true class fake, with `sd_race`) and real photos with a FairFace race, by race.
+
+    AOD per race follows SD_SCHEME with AIF360's sign (unprivileged minus privileged) and the
+    audit's bootstrap; Pacific Islander and Blend fakes are counted but compared with nothing.
+    """
+    rows = joined.rows
+    sd = np.array([bool(r.get("sd_race")) and r["true_class"] == "fake" for r in rows], bool)
+    real = np.array(
+        [r["true_class"] == "real" and r.get("race") in FAIRFACE_RACES for r in rows], bool
+    )
+    group = np.array(
+        [
+            (race_group(r["sd_race"]) or "") if f else (r["race"] if t else "")
+            for r, f, t in zip(rows, sd, real, strict=True)
+        ],
+        dtype=object,
+    )
+    scored = np.array([not r["error"] for r in rows], dtype=bool)
+    judged_fake = np.array([r["judged"] == "fake" for r in rows], dtype=bool)
+    truly_fav = np.array([r["true_class"] == favourable for r in rows], dtype=bool)
+    judged_fav = np.array([r["judged"] == favourable for r in rows], dtype=bool)
+    fake_cls = UNFAV if favourable == "real" else FAV
+    unfav = "fake" if favourable == "real" else "real"
+
+    def counts(race: str | None, in_group: np.ndarray) -> RaceRow:
+        f, t = in_group & sd, in_group & real
+        return RaceRow(
+            race=race or POOLED,
+            compared=race in FAIRFACE_RACES,
+            fakes=int((f & scored).sum()),
+            fake_errors=int((f & ~scored).sum()),
+            caught=int((f & scored & judged_fake).sum()),
+            reals=int((t & scored).sum()),
+            real_errors=int((t & ~scored).sum()),
+            false_alarms=int((t & scored & judged_fake).sum()),
+        )
+
+    compared = np.isin(group, FAIRFACE_RACES) & (sd | real)
+    out = []
+    for race in FAIRFACE_RACES:
+        row = counts(race, group == race)
+        side = np.where(compared, np.where(group == race, UNPRIV, PRIV), -1)
+        cells, resampled = _score(side, scored, truly_fav, judged_fav, boot, f"sd race: {race}")
+        row.aod = float(cells.average_odds_difference())
+        row.aod_boot = resampled.average_odds_difference()
+        k = resampled.k[:, UNPRIV, fake_cls]
+        n = resampled.n[:, UNPRIV, fake_cls]
+        caught = (n - k) if favourable == "real" else k
+        row.catch_boot = np.where(n > 0, caught / np.maximum(n, 1), np.nan)
+        names = ("the other six", race)
+        row.notes = [
+            v for key, v in why_undefined(cells, names, favourable, unfav).items() if key == "aod"
+        ]
+        flat = [
+            f"all {size} {what} {did[0] if hits else did[1]}"
+            for size, hits, what, did in (
+                (row.fakes, row.caught, "fakes", ("caught", "missed")),
+                (row.reals, row.false_alarms, "reals", ("called fake", "called real")),
+            )
+            if size and hits in (0, size)
+        ]
+        if flat:
+            row.notes.append(
+                f"The AOD interval gets no spread from cells judged all one way ({'; '.join(flat)}"
+                "); their Wilson intervals show that uncertainty."
+            )
+        out.append(row)
+    out.append(counts(None, compared))
+    out += [counts(race, group == race) for race in (PACIFIC, BLEND)]
+    present = [r for r in out[: len(FAIRFACE_RACES)] if r.fakes]
+    if len(present) >= 2:
+        rates = np.array([r.catch for r in present])
+        gap = float((rates.max() - rates.min()) * 100)
+        stacked = np.stack([r.catch_boot for r in present], axis=1)
+        gap_boot = (stacked.max(axis=1) - stacked.min(axis=1)) * 100
+        order = (present[int(rates.argmax())].race, present[int(rates.argmin())].race)
+    else:
+        gap, gap_boot, order = float("nan"), np.full(boot.resamples, np.nan), ("", "")
+    left_out = joined.counts[SPLIT_EXCLUDED]
+    return SdRace(fakes, out, gap, gap_boot, order, left_out)
+
+
 def run_audit(
     joined: Joined,
     groups: list[GroupDef],
@@ -68,6 +236,7 @@ def run_audit(
     seed: int = 0,
     threshold: float | None = None,
     progress: bool = True,
+    fakes: FakeLabels | None = None,
 ) -> Audit:
     if favourable not in CLASSES:
         raise LabelError(f"--favourable must be real or fake, not {favourable!r}.")
@@ -78,7 +247,8 @@ def run_audit(
     class_counts = {c: sum(r["true_class"] == c for r in rows if not r["error"]) for c in CLASSES}
     from tqdm import tqdm
 
-    bar = tqdm(total=len(groups) + 1, desc="bootstrap", unit="group", disable=not progress)
+    extra = len(FAIRFACE_RACES) if fakes is not None else 0
+    bar = tqdm(total=len(groups) + 1 + extra, desc="bootstrap", unit="group", disable=not progress)
     boot = Bootstrap(resamples=resamples, seed=seed, progress=bar)
     results = []
     everyone = GroupDef("all", None, frozenset(), "All", "")
@@ -94,14 +264,7 @@ def run_audit(
             side = np.full(len(rows), PRIV, dtype=np.int8)
         else:
             side = gdef.sides([r[gdef.column] for r in rows])
-        cells = Cells.from_rows(np.where(scored, side, -1), truly_fav, judged_fav)
-        by_cell = [
-            [judged_fav[scored & (side == s) & (truly_fav == (c == FAV))] for c in (FAV, UNFAV)]
-            for s in (PRIV, UNPRIV)
-        ]
-        # The key ties each definition's stream to its name: adding a --group leaves the
-        # other intervals unchanged.
-        resampled = boot.resample(by_cell, key=zlib.crc32(gdef.name.encode()))
+        cells, resampled = _score(side, scored, truly_fav, judged_fav, boot, gdef.name)
         errors = np.array([int(((~scored) & (side == s)).sum()) for s in (PRIV, UNPRIV)])
         names = (gdef.privileged_name, gdef.unprivileged_name)
         unfav = "fake" if favourable == "real" else "real"
@@ -115,9 +278,10 @@ def run_audit(
                 why_undefined(cells, names, favourable, unfav),
             )
         )
+    sd = run_sd_race(joined, fakes, favourable, boot) if fakes is not None else None
     bar.close()
     boot.progress = None
-    return Audit(favourable, joined, results[1:], boot, threshold, class_counts, results[0])
+    return Audit(favourable, joined, results[1:], boot, threshold, class_counts, results[0], sd)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -130,6 +294,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.resamples < 100:
             raise LabelError("--resamples must be at least 100 for a 95 % interval.")
         labels = read_labels(args.labels)
+        fakes = None
+        if args.fakes_labels is not None:
+            splits = parse_splits(args.fake_splits)
+            fakes = read_sd_labels(args.fakes_labels, labels, splits)
         joined = join(args.predictions, labels, args.base, args.threshold, args.truth_column)
         if not joined.rows:
             raise LabelError(
@@ -149,6 +317,7 @@ def _run(args: argparse.Namespace) -> int:
             args.seed,
             args.threshold,
             progress=not args.quiet,
+            fakes=fakes,
         )
         written = write_reports(audit, args.out, args)
     except LabelError as exc:
@@ -168,9 +337,14 @@ def register(sub) -> None:
             "group definitions (gender; White vs others; Black vs others; age 0-2, 3-9, 70+ vs "
             "others) and any --group you add: per-group counts, selection rate, TPR, FPR, "
             "confusion counts, disparate impact and average odds difference (AIF360's "
-            "definitions), each with a seeded 95 %% percentile bootstrap interval. Writes "
+            "definitions), each with a seeded 95 % percentile bootstrap interval. Writes "
             "fairness.csv, fairness_groups.csv, fairness.md, fairness.tex, fairness.png, "
-            "joined.csv and unjoined.csv to --out."
+            "joined.csv and unjoined.csv to --out. FairFace is all real, so TPR and AOD need "
+            "labelled fakes: --fakes-labels adds Stable Diffusion fakes with their prompted "
+            "race and writes sd_race.md, sd_race.csv and sd_race.png (per FairFace race: SD "
+            "catch rate and false-alarm rate on the real photos with 95 % Wilson intervals, "
+            "AOD of each race against the other six with a bootstrap interval, the largest "
+            "catch-rate gap between races; goals |AOD| <= 0.02 and a gap <= 5 points)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -191,6 +365,25 @@ def register(sub) -> None:
         metavar="CSV_OR_DIR",
         help="FairFace CSV (file,age,gender,race) or its folder, a falsify pairs.csv or its "
         "folder, or a UTKFace folder (age_gender_race_*.jpg)",
+    )
+    p.add_argument(
+        "--fakes-labels",
+        type=Path,
+        default=None,
+        metavar="DIR_OR_CSV",
+        help="the stable-diffusion folder (or its sdfd_labels.csv: path,race,who,prompt, path "
+        "relative to the folder): predictions of its images join as fakes with their race. "
+        "Pacific Islander and 'Blend: A + B' fakes are counted and reported on their own rows "
+        "but left out of every race comparison (FairFace has no such reals); predict the "
+        "FairFace reals and these fakes into one CSV or pass both CSVs to --predictions",
+    )
+    p.add_argument(
+        "--fake-splits",
+        default=",".join(SD_SPLITS),
+        metavar="SPLIT[,SPLIT]",
+        help="which stable-diffusion splits count as audited fakes; predictions of other splits "
+        "are counted as left out. The default leaves out train, which the shipped model "
+        "trained on",
     )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder")
     p.add_argument(

@@ -21,6 +21,17 @@ CLASSES = ("real", "fake")
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 PAIRS_COLUMNS = ["real_path", "fake_path", "age", "gender", "race", "status"]
 MANIFEST = "falsify.json"
+# FairFace's seven race names: the races the Stable Diffusion fakes are compared across.
+FAIRFACE_RACES = (
+    "White", "Black", "East Asian", "Southeast Asian", "Indian", "Middle Eastern",
+    "Latino_Hispanic",
+)  # fmt: skip
+SD_LABELS = "sdfd_labels.csv"
+SD_COLUMNS = ("path", "race")
+SD_SPLITS = ("valid", "test")  # the shipped model trains on stable-diffusion/train
+PACIFIC = "Pacific Islander"
+BLEND = "Blend"
+SPLIT_EXCLUDED = "fake_split_excluded"
 
 
 class LabelError(ValueError):
@@ -42,6 +53,10 @@ class LabelSet:
     by_key: dict[str, list[Label]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     unreadable: Counter = field(default_factory=Counter)  # source -> entries without labels
+    # Labelled images deliberately left out (e.g. SD fakes of a split not audited), by resolved
+    # path and by relative key: a prediction of one is counted as such, not as "no_label".
+    excluded: set[str] = field(default_factory=set)
+    excluded_keys: set[str] = field(default_factory=set)
 
     def add(self, label: Label) -> None:
         where = str((label.root / label.key).resolve())
@@ -191,6 +206,92 @@ def read_labels(paths: list[Path]) -> LabelSet:
     return labels
 
 
+@dataclass
+class FakeLabels:
+    """Stable Diffusion fakes with a prompted race (SDFD's sdfd_labels.csv), as read."""
+
+    csv: Path
+    root: Path
+    splits: tuple[str, ...]
+    by_split: Counter  # (split, race group) -> labelled fakes, every split
+
+
+def race_group(race: str) -> str | None:
+    """A FairFace race, Pacific Islander or Blend (any `Blend: A + B`); None if none of these."""
+    race = race.strip()
+    if race in FAIRFACE_RACES or race == PACIFIC:
+        return race
+    if race.startswith(BLEND + ":"):
+        return BLEND
+    return None
+
+
+def parse_splits(text: str) -> tuple[str, ...]:
+    splits = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not splits:
+        raise LabelError(f"--fake-splits '{text}': name one or more splits, e.g. valid,test.")
+    return splits
+
+
+def read_sd_labels(path: Path, labels: LabelSet, splits: tuple[str, ...] = SD_SPLITS) -> FakeLabels:
+    """SDFD fakes (`path,race,who,prompt`, path relative to the CSV's folder, e.g.
+    `test/fake/x.jpg`): every row of `splits` labels a fake with its race; rows of other splits
+    are remembered as excluded. `race` keeps only FairFace's seven names so every race group
+    definition leaves Pacific Islander and blended prompts out; `sd_race` keeps the prompt's."""
+    if path.is_dir():
+        file = path / SD_LABELS
+        if not file.is_file():
+            raise LabelError(
+                f"{file}: not found; --fakes-labels wants the stable-diffusion folder that "
+                f"holds {SD_LABELS} (or that CSV itself)."
+            )
+    elif path.is_file():
+        file = path
+    else:
+        raise LabelError(f"{path}: no such file or folder (--fakes-labels).")
+    cols, rows = _read_csv(file)
+    missing = [c for c in SD_COLUMNS if c not in cols]
+    if missing:
+        raise LabelError(
+            f"{file}: not an SD labels CSV, missing column(s) {', '.join(missing)} "
+            "(expected path,race,who,prompt)."
+        )
+    root = file.parent.resolve()
+    parsed = []
+    for line, row in enumerate(rows, start=2):
+        key = _key(row["path"] or "")
+        group = race_group(row["race"] or "")
+        if not key or group is None:
+            raise LabelError(
+                f"{file} line {line}: race {row['race']!r} is not one of FairFace's seven, "
+                f"{PACIFIC} or 'Blend: A + B'" + ("" if key else ", or the path is empty") + "."
+            )
+        parsed.append((key, key.split("/")[0], group, row))
+    have = sorted({split for _, split, _, _ in parsed})
+    unknown = [s for s in splits if s not in have]
+    if unknown:
+        raise LabelError(
+            f"{file}: --fake-splits {', '.join(unknown)} names no split of it (it has: "
+            f"{', '.join(have) or 'no rows'})."
+        )
+    labels.sources.append(str(file))
+    by_split: Counter = Counter()
+    for key, split, group, row in parsed:
+        by_split[(split, group)] += 1
+        if split not in splits:
+            labels.excluded.add(str((root / key).resolve()))
+            labels.excluded_keys.add(key)
+            continue
+        race = row["race"].strip()
+        attrs = {
+            "race": race if race in FAIRFACE_RACES else "",
+            "sd_race": race,
+            "who": (row.get("who") or "").strip(),
+        }
+        labels.add(Label(str(file), root, key, "fake", attrs))
+    return FakeLabels(file, root, tuple(splits), by_split)
+
+
 def _key(path: str) -> str:
     return PurePosixPath(path.strip().replace("\\", "/")).as_posix().removeprefix("./")
 
@@ -291,15 +392,19 @@ def _layout_class(path: str) -> str | None:
 
 def _find(labels: LabelSet, raw: str, base: Path) -> tuple[Label | None, str]:
     p = Path(raw)
-    where = p if p.is_absolute() else base / p
-    hit = labels.by_path.get(str(where.resolve()))
+    where = str((p if p.is_absolute() else base / p).resolve())
+    hit = labels.by_path.get(where)
     if hit is not None:
         return hit, ""
     # A path already relative to a dataset root (`val/12.jpg`) joins if only one root has it.
     same = labels.by_key.get(_key(raw), [])
     if len(same) == 1:
         return same[0], ""
-    return None, "ambiguous" if same else "no_label"
+    if same:
+        return None, "ambiguous"
+    if where in labels.excluded or _key(raw) in labels.excluded_keys:
+        return None, SPLIT_EXCLUDED
+    return None, "no_label"
 
 
 def join(
@@ -312,7 +417,8 @@ def join(
     """Predictions (face 0 = the largest face of each file) joined to labels and true classes.
 
     Every prediction row ends in exactly one count: `extra_face` (face >= 1, not audited),
-    `duplicate`, `no_label`/`ambiguous`/`no_true_class` (listed in unjoined.csv) or `joined`.
+    `duplicate`, `no_label`/`ambiguous`/`fake_split_excluded`/`no_true_class` (listed in
+    unjoined.csv) or `joined`.
     """
     counts: Counter = Counter()
     out: list[dict[str, str]] = []

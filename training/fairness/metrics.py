@@ -86,6 +86,26 @@ class Cells:
         return 0.5 * ((fpr[..., UNPRIV] - fpr[..., PRIV]) + (tpr[..., UNPRIV] - tpr[..., PRIV]))
 
 
+def wilson(k, n, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials; (nan, nan) when n is 0.
+
+    Unlike the bootstrap it stays honest at 0/n and n/n, where small groups often sit.
+    """
+    from statistics import NormalDist
+
+    k, n = int(k), int(n)
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact ends, not 1 - 1e-16
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return (float(lo), float(hi))
+
+
 def why_undefined(cells: Cells, names: tuple[str, str], fav: str, unfav: str) -> dict[str, str]:
     """Plain sentences for every figure the point counts leave undefined (keys: di, aod, ...)."""
     n, k = cells.n, cells.k

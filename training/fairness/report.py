@@ -18,6 +18,12 @@ SUMMARY_COLUMNS = [
     "di", "di_lo", "di_hi", "aod", "aod_lo", "aod_hi", "note",
 ]  # fmt: skip
 RATES = ["selection_rate", "tpr", "fpr", "real_called_fake", "fake_called_real"]
+SD_COLUMNS = [
+    "race", "compared", "n_fakes", "fake_errors", "caught", "catch_rate", "catch_lo",
+    "catch_hi", "n_reals", "real_errors", "false_alarms", "false_alarm_rate", "false_alarm_lo",
+    "false_alarm_hi", "aod", "aod_lo", "aod_hi", "aod_goal", "catch_gap_points",
+    "catch_gap_lo", "catch_gap_hi", "catch_gap_goal", "note",
+]  # fmt: skip
 
 
 def _num(x: float, digits: int = 4) -> str:
@@ -123,7 +129,12 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
         "# Fairness audit",
         "",
         f"- Predictions: {', '.join(str(p) for p in args.predictions)}",
-        f"- Labels: {', '.join(str(p) for p in args.labels)}",
+        f"- Labels: {', '.join(str(p) for p in args.labels)}"
+        + (
+            f"; labelled fakes: {audit.sd.fakes.csv} (splits {', '.join(audit.sd.fakes.splits)})"
+            if audit.sd is not None
+            else ""
+        ),
         f"- Favourable outcome: **judged {fav}** (AIF360's positive label). Privileged group: "
         "the Table 9 row name (Male, White, Non-Black, Non-Child, Non-Senior).",
         f"- Judgement: {judged_by}. Audited face: face 0 (the largest) of each file.",
@@ -140,6 +151,11 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
         + (
             f", {c['class_conflict']} whose true_label overrode the labels' class"
             if c["class_conflict"]
+            else ""
+        )
+        + (
+            f", {c['fake_split_excluded']} fakes of a split left out by --fake-splits"
+            if c["fake_split_excluded"]
             else ""
         )
         + ". Unjoined rows are listed in unjoined.csv; every joined row is in joined.csv.",
@@ -299,6 +315,215 @@ def chart(summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def goal_verdict(x: float, lo: float, hi: float, limit: float) -> str:
+    """Whether |x| <= limit: "met"/"not met" when the interval agrees, else says it does not."""
+    if not math.isfinite(x):
+        return "undefined"
+    ok = abs(x) <= limit
+    word = "met" if ok else "not met"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return word
+    settled = (-limit <= lo and hi <= limit) if ok else (lo > limit or hi < -limit)
+    return word if settled else f"{word} (CI crosses ±{limit:g})"
+
+
+def sd_rows(audit) -> list[dict]:
+    """sd_race.csv: one row per race label, the pooled seven carrying the catch-rate gap."""
+    from .audit import AOD_GOAL, GAP_GOAL, POOLED
+
+    sd, interval = audit.sd, audit.bootstrap.interval
+    out = []
+    for r in sd.rows:
+        c_lo, c_hi = r.catch_ci()
+        f_lo, f_hi = r.false_alarm_ci()
+        row = {
+            "race": r.race,
+            "compared": "yes" if r.compared else "pooled" if r.race == POOLED else "no",
+            "n_fakes": r.fakes, "fake_errors": r.fake_errors, "caught": r.caught,
+            "catch_rate": r.catch, "catch_lo": c_lo, "catch_hi": c_hi,
+            "n_reals": r.reals, "real_errors": r.real_errors, "false_alarms": r.false_alarms,
+            "false_alarm_rate": r.false_alarm, "false_alarm_lo": f_lo, "false_alarm_hi": f_hi,
+            "aod": float("nan"), "aod_lo": float("nan"), "aod_hi": float("nan"), "aod_goal": "",
+            "catch_gap_points": float("nan"), "catch_gap_lo": float("nan"),
+            "catch_gap_hi": float("nan"), "catch_gap_goal": "",
+            "note": " ".join(r.notes),
+        }  # fmt: skip
+        if r.compared:
+            lo, hi = interval(r.aod_boot)
+            verdict = goal_verdict(r.aod, lo, hi, AOD_GOAL)
+            row |= {"aod": r.aod, "aod_lo": lo, "aod_hi": hi, "aod_goal": verdict}
+        elif r.race == POOLED:
+            lo, hi = interval(sd.gap_boot)
+            row |= {
+                "catch_gap_points": sd.gap, "catch_gap_lo": lo, "catch_gap_hi": hi,
+                "catch_gap_goal": goal_verdict(sd.gap, lo, hi, GAP_GOAL),
+            }  # fmt: skip
+        else:
+            row["note"] = "Not compared: FairFace has no reals of this label."
+        out.append(row)
+    return out
+
+
+def _pct(x: float, lo: float, hi: float) -> str:
+    if not math.isfinite(x):
+        return "—"
+    return f"{x:.1%} [{lo:.1%}, {hi:.1%}]".replace("%", " %")
+
+
+def sd_section(audit, rows: list[dict], heading: str = "##") -> list[str]:
+    """The per-race SD table, its goals and how to read them (Markdown lines)."""
+    from .audit import AOD_GOAL, GAP_GOAL, POOLED, SD_SCHEME
+    from .labels import BLEND, FAIRFACE_RACES, PACIFIC
+
+    sd = audit.sd
+    fav = audit.favourable
+    splits = ", ".join(sd.fakes.splits)
+    pooled = next(r for r in rows if r["race"] == POOLED)
+    seven = [r for r in rows if r["compared"] == "yes"]
+    sizes = [r["n_fakes"] for r in seven]
+    lines = [
+        f"{heading} Stable Diffusion fakes by race",
+        "",
+        f"Fakes: Stable Diffusion 2.1 faces from SDFD ({sd.fakes.csv}), splits **{splits}** "
+        f"(`--fake-splits`; the shipped model trains on stable-diffusion/train, so only valid "
+        f"and test are unseen by it). {sd.left_out} prediction(s) of fakes from other splits "
+        "were left out. Reals: the joined real photos with a FairFace race label. Catch rate "
+        "= fakes judged fake; false-alarm rate = reals judged fake; both with 95 % Wilson "
+        "intervals. Rows with no prediction (e.g. no face found) are counted, not scored.",
+        "",
+        f"AOD scheme: {SD_SCHEME}; AIF360's definition with favourable outcome = judged {fav}, "
+        "unprivileged minus privileged: AOD = ½[(FPR_race − FPR_rest) + (TPR_race − TPR_rest)]"
+        f" (TPR = P(judged {fav} | truly {fav}), FPR = P(judged {fav} | truly "
+        f"{audit.unfavourable}))"
+        + (
+            ", i.e. ½[(catch_rest − catch_race) + (false-alarm_rest − false-alarm_race)]"
+            if fav == "real"
+            else ""
+        )
+        + f". Interval: 95 % percentile bootstrap ({audit.bootstrap.resamples} resamples, seed "
+        f"{audit.bootstrap.seed}) within each (side × true class) cell.",
+        "",
+        f"{PACIFIC} and `{BLEND}: A + B` fakes are counted on their own rows but left out of "
+        "every comparison (the AODs, the pooled row, the gap, and the race definitions of the "
+        "main table): FairFace has no such reals and a blended prompt has no single race.",
+        "",
+    ]
+    head = ["Race", "SD fakes", "no pred.", "Catch rate [95 % Wilson]", "Reals", "no pred.",
+            "False-alarm rate [95 % Wilson]", "AOD vs other six [95 % CI]",
+            f"|AOD| ≤ {AOD_GOAL:g}"]  # fmt: skip
+    body = []
+    for r in rows:
+        name = r["race"] if r["compared"] != "no" else f"{r['race']} †"
+        body.append(
+            [
+                name, r["n_fakes"], r["fake_errors"],
+                _pct(r["catch_rate"], r["catch_lo"], r["catch_hi"]),
+                r["n_reals"], r["real_errors"],
+                _pct(r["false_alarm_rate"], r["false_alarm_lo"], r["false_alarm_hi"]),
+                _ci(r["aod"], r["aod_lo"], r["aod_hi"]), r["aod_goal"] or "—",
+            ]
+        )  # fmt: skip
+    lines += [_md_table(head, body), "", "† counted, not compared.", ""]
+    hi_race, lo_race = sd.gap_races
+    gap = pooled
+    if math.isfinite(gap["catch_gap_points"]):
+        by = {r["race"]: r for r in seven}
+        lines.append(
+            f"- **Largest catch-rate gap across the seven races: {gap['catch_gap_points']:.1f} "
+            f"points** ({hi_race} {by[hi_race]['catch_rate'] * 100:.1f} % − {lo_race} "
+            f"{by[lo_race]['catch_rate'] * 100:.1f} %; 95 % bootstrap CI "
+            f"{_num(gap['catch_gap_lo'], 1)}–{_num(gap['catch_gap_hi'], 1)} points). Goal "
+            f"≤ {GAP_GOAL:g} points: **{gap['catch_gap_goal']}**. The largest of seven noisy "
+            "rates minus the smallest is biased upwards, and so is its interval."
+        )
+    else:
+        lines.append("- Largest catch-rate gap: undefined (fewer than two races have SD fakes).")
+    met = [r["race"] for r in seven if r["aod_goal"] == "met"]
+    lines.append(
+        f"- |AOD| ≤ {AOD_GOAL:g}: settled as met for {len(met)} of {len(FAIRFACE_RACES)} races"
+        + (f" ({', '.join(met)})" if met else "")
+        + "; 'met'/'not met' alone means the 95 % interval agrees, '(CI crosses …)' means "
+        "only the point estimate says so."
+    )
+    if pooled["n_fakes"] == 0:
+        lines.append(
+            "- **No prediction joined an SD fake** of these splits: run `python -m shared "
+            "predict` on stable-diffusion/valid and stable-diffusion/test (one CSV with the "
+            "reals, or a second --predictions CSV)."
+        )
+    else:
+        some = [n for n in sizes if n]
+        none = len(sizes) - len(some)
+        lines.append(
+            f"- **The intervals are wide**: {pooled['n_fakes']} scored SD fakes across the "
+            f"seven races ({min(some)}–{max(some)} per race"
+            + (f"; {none} race(s) have none" if none else "")
+            + "). A 5-point gap or a 0.02 AOD cannot be confirmed with this many; treat the "
+            "verdicts as a first look."
+        )
+    notes = [f"- {r['race']}: {r['note']}" for r in rows if r["note"] and r["compared"] == "yes"]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    return lines
+
+
+def sd_markdown(audit, rows: list[dict], args: argparse.Namespace) -> str:
+    judged_by = (
+        f"p_fake ≥ {audit.threshold:g}" if audit.threshold is not None else "the CSV's label"
+    )
+    lines = [
+        "# Fairness audit: Stable Diffusion fakes by race",
+        "",
+        f"- Predictions: {', '.join(str(p) for p in args.predictions)}",
+        f"- Labels: {', '.join(str(p) for p in args.labels)}; fakes: {audit.sd.fakes.csv}",
+        f"- Judgement: {judged_by}. Audited face: face 0 (the largest) of each file.",
+        "",
+        *sd_section(audit, rows),
+        "",
+        "![Catch and false-alarm rate per race, 95 % Wilson intervals](sd_race.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def sd_chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = np.arange(len(rows))[::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.8), sharey=True)
+    for ax, key, title in (
+        (axes[0], "catch", "SD catch rate (fakes called fake)"),
+        (axes[1], "false_alarm", "False-alarm rate (reals called fake)"),
+    ):
+        rate = "catch_rate" if key == "catch" else "false_alarm_rate"
+        for yi, r in zip(y, rows, strict=True):
+            x, lo, hi = r[rate], r[f"{key}_lo"], r[f"{key}_hi"]
+            if not math.isfinite(x):
+                ax.text(0.5, yi, "no rows", va="center", ha="center", color="grey", fontsize=8)
+                continue
+            color = "tab:blue" if r["compared"] == "yes" else "grey"
+            err = [[max(0.0, x - lo)], [max(0.0, hi - x)]]
+            ax.errorbar(x, yi, xerr=err, fmt="o", color=color, capsize=4)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    names = [
+        f"{r['race']} ({r['n_fakes']} / {r['n_reals']})" + ("" if r["compared"] != "no" else " †")
+        for r in rows
+    ]
+    axes[0].set_yticks(y, names, fontsize=8)
+    fig.suptitle(
+        "By race: 95 % Wilson intervals (n fakes / n reals; † counted, not compared)", fontsize=10
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_reports(audit, out: Path, args: argparse.Namespace) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     summary, groups = summary_rows(audit), group_rows(audit)
@@ -311,7 +536,18 @@ def write_reports(audit, out: Path, args: argparse.Namespace) -> list[Path]:
     _write_csv(paths["groups"], groups)
     _write_csv(paths["joined"], audit.joined.rows, audit.joined.columns)
     _write_csv(paths["unjoined"], audit.joined.unjoined, ["predictions", "path", "reason"])
-    paths["md"].write_text(markdown(audit, summary, groups, args))
+    md = markdown(audit, summary, groups, args)
+    if audit.sd is not None:
+        sd = sd_rows(audit)
+        part = "\n".join(sd_section(audit, sd)) + "\n\n![SD by race](sd_race.png)\n\n"
+        head, sep, tail = md.partition("## Per group")
+        md = head + part + sep + tail
+        sd_paths = {k: out / f"sd_race.{k}" for k in ("md", "csv", "png")}
+        _write_csv(sd_paths["csv"], sd, SD_COLUMNS)
+        sd_paths["md"].write_text(sd_markdown(audit, sd, args))
+        sd_chart(sd, sd_paths["png"])
+        paths |= {f"sd_{k}": v for k, v in sd_paths.items()}
+    paths["md"].write_text(md)
     paths["tex"].write_text(latex(summary, audit))
     chart(summary, paths["png"])
     settings = {
@@ -324,5 +560,10 @@ def write_reports(audit, out: Path, args: argparse.Namespace) -> list[Path]:
         "counts": dict(audit.joined.counts),
         "class_counts": audit.class_counts,
     }
+    if audit.sd is not None:
+        settings |= {
+            "fakes_labels": str(audit.sd.fakes.csv),
+            "fake_splits": list(audit.sd.fakes.splits),
+        }
     paths["json"].write_text(json.dumps(settings, indent=2) + "\n")
     return list(paths.values())
