@@ -306,6 +306,9 @@ def health() -> tuple[int, dict]:
         "input": {"size": spec.size, "color": spec.color},
         "explain": model().can_explain,
         "model_card": "/api/model-card" if _card_path().is_file() else None,
+        # Written by `training export` since the retraining on diffusion faces; null before.
+        "operating_point": _operating_point(spec.extra.get("operating_point")),
+        "generators": spec.extra.get("generators"),
     }
     return 200, {
         "status": "ok",
@@ -314,6 +317,14 @@ def health() -> tuple[int, dict]:
         "feedback": feedback_info,
         "versions": versions,
     }
+
+
+def _operating_point(op) -> dict | None:
+    """The rule that set the threshold, in words, and its false-alarm target (the per-source
+    figures stay on the model card)."""
+    if not isinstance(op, dict):
+        return None
+    return {"rule": op.get("rule"), "false_alarm_target": op.get("false_alarm_target")}
 
 
 CARD_FILE = "MODEL_CARD.html"

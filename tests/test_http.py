@@ -1,6 +1,8 @@
 """Every kind of input over real HTTP, against the real local host (python -m shared serve)."""
 
 import io
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -29,6 +31,54 @@ def test_health(live_host):
     assert body["status"] == "ok" and body["model"]["name"] == "tiny-test"
     assert body["limits"]["max_bytes"] == TEST_MAX_BYTES
     assert body["versions"]["ai-edge-litert"] and body["versions"]["dlib-bin"]
+    # The tiny model's model.json predates them: null, not missing.
+    assert body["model"]["operating_point"] is None and body["model"]["generators"] is None
+
+
+OPERATING_POINT = {
+    "rule": "at most 2 % of validation real photos called fake, each real source weighing the same",
+    "false_alarm_target": 0.02,
+    "split": "valid",
+    "threshold": 0.83,
+    "sources": {"fairface": {"real": 120, "called_fake": 0.0083}},
+}
+GENERATORS = {
+    "learned": ["StyleGAN2 (thispersondoesnotexist.com)", "Stable Diffusion 2.1 (SDFD)"],
+    "not_learned": "other diffusion models: tested only by leaving one generator out",
+}
+
+
+@pytest.mark.parametrize(
+    "extra", [{"operating_point": OPERATING_POINT, "generators": GENERATORS}, {}]
+)
+def test_health_reads_the_operating_point_and_generators(
+    tiny_model_dir, tmp_path, monkeypatch, extra
+):
+    """In process: health passes on model.json's operating point (the rule and its target, not
+    the per-source table) and generators, or null for a model.json written before them."""
+    from shared import api
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    doc = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**doc, **extra}))
+    monkeypatch.setenv("FAKEFACES_MODEL_DIR", str(model))
+    api.settings.cache_clear()
+    api.model.cache_clear()
+    try:
+        status, body = api.health()
+    finally:
+        api.settings.cache_clear()
+        api.model.cache_clear()
+    assert status == 200 and body["model"]["name"] == "tiny-test"
+    if extra:
+        assert body["model"]["operating_point"] == {
+            "rule": OPERATING_POINT["rule"],
+            "false_alarm_target": 0.02,
+        }
+        assert body["model"]["generators"] == GENERATORS
+    else:
+        assert body["model"]["operating_point"] is None and body["model"]["generators"] is None
 
 
 def test_multipart_upload(live_host, images):

@@ -621,6 +621,54 @@ def test_card_shows_the_per_source_loss_weights(model_dir):
     assert "(mean per class)" in data
 
 
+def test_card_shows_generators_and_operating_point(model_dir):
+    """From model.json's `generators` and `operating_point` (written by `export`): what was
+    learned and not, the threshold's rule, and per source the false-alarm and catch rates."""
+    doc = json.loads((model_dir / "model.json").read_text())
+    doc["generators"] = {
+        "learned": ["StyleGAN2 (thispersondoesnotexist.com)", "Stable Diffusion 2.1 (SDFD)"],
+        "not_learned": "Midjourney and Flux: tested only by leaving one generator out",
+    }
+    doc["operating_point"] = {
+        "rule": "at most 2 % of validation real photos called fake, each real source weighing "
+        "the same",
+        "false_alarm_target": 0.02,
+        "split": "valid",
+        "threshold": 0.6123,
+        "sources": {
+            "fairface": {"real": 120, "called_fake": 0.0083},
+            "stable-diffusion": {"fake": 60, "caught": 0.95},
+            "140k": {"real": 40, "called_fake": 0.025, "fake": 50, "caught": 0.9},
+        },
+    }
+    (model_dir / "model.json").write_text(json.dumps(doc))
+    assert main(["report", str(model_dir)]) == 0
+    md = (model_dir / "MODEL_CARD.md").read_text()
+    html = (model_dir / "MODEL_CARD.html").read_text()
+    gen = md.split("## Generators")[1].split("\n## ")[0]
+    assert "Stable Diffusion 2.1 (SDFD)" in gen and "StyleGAN2 (thispersondoesnotexist.com)" in gen
+    assert "**Not learned**: Midjourney and Flux: tested only by leaving one generator out" in gen
+    op = md.split("## Operating point")[1].split("\n## ")[0]
+    assert "0.6123 on P(fake)" in op and "valid split by this rule: at most 2 % of" in op
+    assert "model.json was changed" not in op  # its threshold is the served one
+    assert re.search(r"fairface\W+120\W+0\.8 %\W+—\W+—", op)
+    assert re.search(r"stable-diffusion\W+—\W+—\W+60\W+95\.0 %", op)
+    assert re.search(r"140k\W+40\W+2\.5 %\W+50\W+90\.0 %", op)
+    assert '<h2 id="generators">' in html and '<h2 id="operating-point">' in html
+    assert 'faces from any other generator (see "Not learned" there)' in html
+    assert "(threshold set on the valid split: see Operating point)" in md
+
+
+def test_card_without_generators_or_operating_point_leaves_them_out(model_dir):
+    assert main(["report", str(model_dir)]) == 0
+    md = (model_dir / "MODEL_CARD.md").read_text()
+    assert "## Generators" not in md and "## Operating point" not in md
+    assert "the only fakes trained and tested on are StyleGAN and StyleGAN2" in md
+    # The card no longer says the model is about GAN faces only.
+    assert "made by a GAN." not in md and "GAN-face detection" not in md
+    assert "(a GAN or a diffusion model)" in md
+
+
 def test_no_face_intervals_are_wilson_and_do_not_collapse_at_zero():
     from training.evaluation.report import wilson
 

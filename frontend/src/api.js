@@ -52,7 +52,10 @@ async function request(path, init = {}, { signal, timeoutMs = REQUEST_TIMEOUT_MS
   throw new ApiError(typeof code === 'string' ? code : 'unknown', response.status, typeof message === 'string' ? message : '')
 }
 
-/** GET /api/health: model name, version, what it was trained on, threshold, and upload limits. */
+/**
+ * GET /api/health: model name, version, what it was trained on, threshold, the generators it learned
+ * and the rule that set its threshold (null for an older model.json), and upload limits.
+ */
 export function getHealth(options) {
   return request('/api/health', {}, options)
 }

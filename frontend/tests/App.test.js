@@ -64,6 +64,15 @@ describe('App', () => {
     expect(note).toContain('140k Real and Fake Faces')
     expect(note).toContain('can be wrong')
     expect(app.find('.limits').text()).toContain('5 MB')
+    // This HEALTH predates generators and operating_point: no lines for them.
+    expect(app.find('.model-scope').exists()).toBe(false)
+  })
+
+  it('asks about GANs and diffusion models alike', async () => {
+    const app = mount(App)
+    await flushPromises()
+    expect(app.find('.tagline').text()).toContain('made by an AI (a GAN or a diffusion model)?')
+    expect(app.find('.intro').text()).toContain('probability of being generated (by a GAN or a diffusion model)')
   })
 
   it('previews at once, shows work under way, then one card per face with boxes', async () => {

@@ -27,4 +27,55 @@ describe('ModelNote', () => {
     const note = mount(ModelNote, { props: { model: { ...MODEL, model_card: 'javascript:alert(1)' } } })
     expect(note.find('a').exists()).toBe(false)
   })
+
+  describe('what the model learned and its operating point', () => {
+    const RETRAINED = {
+      ...MODEL,
+      threshold: 0.83,
+      generators: {
+        learned: ['StyleGAN2 (thispersondoesnotexist.com)', 'Stable Diffusion 2.1 (SDFD)'],
+        not_learned: 'other diffusion models (Midjourney, Flux), face swaps: tested only by leaving one generator out of training (see the model card)',
+      },
+      operating_point: {
+        rule: 'at most 2 % of validation real photos called fake, each real source weighing the same',
+        false_alarm_target: 0.02,
+      },
+    }
+
+    it('lists the generators learned and not learned, and the rule behind the threshold', () => {
+      const note = mount(ModelNote, { props: { model: RETRAINED } })
+      expect(note.find('.model-learned').text()).toBe(
+        'Learned from fakes made by: StyleGAN2 (thispersondoesnotexist.com); Stable Diffusion 2.1 (SDFD).',
+      )
+      expect(note.find('.model-not-learned').text()).toBe(
+        'Never shown in training: other diffusion models (Midjourney, Flux), face swaps: tested only by leaving one generator out of training (see the model card).',
+      )
+      expect(note.find('.model-operating-point').text()).toBe(
+        'It says “likely fake” from a probability of fake of 83%, a threshold chosen by this rule: at most 2 % of validation real photos called fake, each real source weighing the same.',
+      )
+      // The reminder stays one element (the browser tests wait on its text).
+      expect(note.findAll('p').filter((p) => p.text().includes('It can be wrong'))).toHaveLength(1)
+    })
+
+    it('falls back on the target when the rule is missing', () => {
+      const model = { ...RETRAINED, generators: null, operating_point: { false_alarm_target: 0.02 } }
+      const note = mount(ModelNote, { props: { model } })
+      expect(note.find('.model-operating-point').text()).toBe(
+        'It says “likely fake” from a probability of fake of 83%, a threshold chosen so that at most 2% of real validation photos are called fake.',
+      )
+      expect(note.find('.model-learned').exists()).toBe(false)
+      expect(note.find('.model-not-learned').exists()).toBe(false)
+    })
+
+    it('shows none of it for a model.json from before (null or missing), or while loading', () => {
+      for (const model of [MODEL, { ...MODEL, generators: null, operating_point: null }, null]) {
+        expect(mount(ModelNote, { props: { model } }).find('.model-scope').exists()).toBe(false)
+      }
+    })
+
+    it('ignores fields of the wrong shape rather than printing them', () => {
+      const model = { ...MODEL, generators: { learned: 'StyleGAN', not_learned: 7 }, operating_point: { rule: 3 } }
+      expect(mount(ModelNote, { props: { model } }).find('.model-scope').exists()).toBe(false)
+    })
+  })
 })

@@ -300,6 +300,58 @@ def section_data(doc: dict, test: dict | None, fairface: dict | None) -> dict:
     }
 
 
+def section_generators(doc: dict) -> dict | None:
+    """model.json's `generators` (written by `export`): the generators whose faces were in the
+    training data, and in words what was not; None for a model.json from before."""
+    gen = doc.get("generators")
+    if not isinstance(gen, dict):
+        return None
+    learned = gen.get("learned") or []
+    learned = [learned] if isinstance(learned, str) else [str(g) for g in learned]
+    not_learned = gen.get("not_learned") or ""
+    if not learned and not not_learned:
+        return None
+    return {"learned": learned, "not_learned": str(not_learned).strip().rstrip(".")}
+
+
+def section_operating_point(doc: dict) -> dict | None:
+    """model.json's `operating_point` (written by `export`): the rule that set the threshold and,
+    per source of its split, the share of reals called fake and of fakes caught."""
+    op = doc.get("operating_point")
+    if not isinstance(op, dict):
+        return None
+    rows = []
+    for name, cell in sorted((op.get("sources") or {}).items()):
+        if not isinstance(cell, dict):
+            continue
+        real, fake = cell.get("real"), cell.get("fake")
+        rows.append(
+            [
+                name,
+                "—" if real is None else real,
+                pct(cell.get("called_fake")) if real is not None else "—",
+                "—" if fake is None else fake,
+                pct(cell.get("caught")) if fake is not None else "—",
+            ]
+        )
+    split = op.get("split") or "valid"
+    head = [
+        "Source",
+        f"Real ({split})",
+        "False alarms (real called fake)",
+        f"Fake ({split})",
+        "Caught (fake called fake)",
+    ]
+    target = op.get("false_alarm_target")
+    return {
+        "rule": op.get("rule") or "",
+        "target": pct(target) if target is not None else "",
+        "split": split,
+        "threshold": f3(op.get("threshold", doc.get("threshold")), 4),
+        "table": table(head, rows) if rows else None,
+    }
+
+
 def section_test(model_dir: Path, out: Path) -> dict | None:
     path = model_dir / "eval" / "metrics.csv"
     if not path.is_file():
@@ -822,6 +874,8 @@ def build(
         "offset": f"{offset:g}",
         "unit_range": abs(scale - 1 / 255) < 1e-9 and offset == 0,
         "training": doc.get("training", {}),
+        "generators": section_generators(doc),
+        "operating_point": section_operating_point(doc),
         "data": section_data(doc, test["all"] if test else None, fairface),
         "test": test,
         "fairface": fairface,
