@@ -377,21 +377,103 @@ def test_compare_bad_run_is_one_sentence(two_runs, tmp_path, capsys):
 # --- report --------------------------------------------------------------------------------
 
 
-def leave_out_eval(tmp_path: Path) -> Path:
-    """An `evaluate` output of a run that never trained on stylegan2-unsplash, scored on it."""
-    d = tmp_path / "lso"
-    write_csv(
-        d / "metrics.csv",
-        [metrics_row(193, 0.8612, 90, 10, 17, 76, 0.6123, roc_auc=0.9377, ece=0.0612)],
-    )
+# Two leave-one-generator-out runs, as `make leave-source-out` writes them: every test split
+# scored, with the new "<source> fakes vs every real" rows (recall left blank: the card must
+# compute the catch rate from tp and fn, the false alarms from fp and tn).
+LEAVE_OUT = {
+    "su": (
+        "stylegan2-unsplash",
+        [
+            metrics_row(643, 0.9113, 130, 9, 27, 477, 0.6123, roc_auc=0.9611, ece=0.0412),
+            metrics_row(
+                193,
+                0.8612,
+                90,
+                3,
+                17,
+                83,
+                0.6123,
+                roc_auc=0.9412,
+                ece=0.0612,
+                group="dataset=stylegan2-unsplash",
+            ),
+            metrics_row(
+                50,
+                0.8000,
+                40,
+                0,
+                10,
+                0,
+                0.6123,
+                roc_auc="",
+                ece=0.0733,
+                group="dataset=stable-diffusion",
+            ),
+            metrics_row(
+                593,
+                0.9562,
+                90,
+                9,
+                17,
+                477,
+                0.6123,
+                roc_auc=0.9377,
+                ece=0.0345,
+                group="stylegan2-unsplash fakes vs every real",
+            ),
+        ],
+    ),
+    "sd": (
+        "stable-diffusion",
+        [
+            metrics_row(643, 0.9277, 120, 6, 40, 477, 0.5871, roc_auc=0.9702, ece=0.0398),
+            metrics_row(
+                50,
+                0.7400,
+                37,
+                0,
+                13,
+                0,
+                0.5871,
+                roc_auc="",
+                ece=0.1811,
+                group="dataset=stable-diffusion",
+            ),
+            metrics_row(
+                533,
+                0.9644,
+                37,
+                6,
+                13,
+                477,
+                0.5871,
+                roc_auc=0.9123,
+                ece=0.0287,
+                group="stable-diffusion fakes vs every real",
+            ),
+        ],
+    ),
+}
+
+
+def leave_out_eval(root: Path, key: str = "su", old: bool = False) -> Path:
+    """An `evaluate` output of the run that never trained on LEAVE_OUT[key]'s source, in
+    root/key; `old`: an older evaluate's, scored on that source alone, no "vs every real" row."""
+    held, rows = LEAVE_OUT[key]
+    d = root / key
+    if old:
+        rows = [metrics_row(193, 0.8612, 90, 10, 17, 76, 0.6123, roc_auc=0.9377, ece=0.0612)]
+    write_csv(d / "metrics.csv", rows)
+    scored = [held] if old else ["140k", "fairface", "stable-diffusion", "stylegan2-unsplash"]
     (d / "evaluation.json").write_text(
         json.dumps(
             {
-                "model": "tiny-lso (LiteRT)",
+                "model": f"tiny-leave-{key}-out (LiteRT)",
                 "split": "test",
-                "sources_scored": ["stylegan2-unsplash"],
-                "trained_sources": ["140k", "fairface"],
-                "held_out_sources": ["stylegan2-unsplash"],
+                "sources_scored": scored,
+                "trained_sources": sorted({"140k", "fairface", *scored} - {held}),
+                "held_out_sources": [held],
+                "threshold": float(rows[0]["threshold"]),
             }
         )
     )
@@ -404,7 +486,9 @@ def render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path, out=N
     preds, labels = fairface_csv
     args = ["report", str(model_dir), "--fairness", str(fairness_dir)]
     args += ["--fairface-predictions", str(preds), "--labels", str(labels)]
-    args += ["--comparison", str(cmp), "--leave-source-out", str(leave_out_eval(tmp_path))]
+    args += ["--comparison", str(cmp)]
+    for key in ("su", "sd"):  # given out of order: the card sorts them by name
+        args += ["--leave-source-out", str(leave_out_eval(tmp_path / "lso", key))]
     if out:
         args += ["--out", str(out)]
     assert main(args) == 0
@@ -443,9 +527,9 @@ def test_card_carries_the_numbers_of_its_files(
         # robustness: accuracy and drop in points per variant
         assert re.search(r"half\W+19\W+1\W+0\.7000\W+0\.8500\W+15\.0", text)
         assert re.search(r"jpeg75\W+20\W+0\W+0\.8000\W+0\.8500\W+5\.0", text)
-        # leave-source-out: what it was trained on, what it never saw, its ROC-AUC
-        assert "140k, fairface" in text and "held out: **stylegan2-unsplash**" in md
-        assert re.search(r"all\W+193\W+0\.8612\W+0\.9377", text)
+        # leave-source-out: one subsection per run (test_leave_source_out_* for the numbers)
+        assert "Leave-source-out: stable-diffusion never trained on" in text
+        assert "Leave-source-out: stylegan2-unsplash never trained on" in text
         assert "Not measured" not in text  # the boxes; Grad-CAM says "not measured" inline
         assert "FFHQ (CC BY-NC-SA 4.0)" in text and "FairFace (CC BY 4.0)" in text
     assert "a face was found in 50.0 % of 2 Black" in md
@@ -474,8 +558,10 @@ def test_inputs_are_copied_and_the_card_re_renders_from_the_folder_alone(
         "comparison/comparison.png",
         "fairface-val/metrics.csv",
         "fairface-val/no_face_by_group.csv",
-        "leave-source-out/metrics.csv",
-        "leave-source-out/evaluation.json",
+        "leave-source-out/sd/metrics.csv",
+        "leave-source-out/sd/evaluation.json",
+        "leave-source-out/su/metrics.csv",
+        "leave-source-out/su/evaluation.json",
     ):
         assert (model_dir / rel).is_file(), rel
     assert "](eval/roc_pr.png)" in md  # Markdown images relative to the card
@@ -676,3 +762,86 @@ def test_no_face_intervals_are_wilson_and_do_not_collapse_at_zero():
     assert lo == 0.0 and hi == pytest.approx(0.0414, abs=5e-4)
     lo, hi = wilson(6, 726)  # Black FairFace val photos with no face, 27 November 2026
     assert lo == pytest.approx(0.00379, abs=5e-5) and hi == pytest.approx(0.01791, abs=5e-5)
+
+
+def leave_out_sections(md: str) -> dict[str, str]:
+    """The card's leave-source-out subsections, by what they held out."""
+    parts = md.split("### Leave-source-out: ")[1:]
+    return {p.split(" never trained on")[0]: p.split("\n## ")[0] for p in parts}
+
+
+def test_leave_source_out_runs_given_by_flags(model_dir, tmp_path):
+    lso = model_dir / "leave-source-out"
+    # a stale run and old-layout files from an older input
+    write_csv(lso / "old-run" / "metrics.csv", [metrics_row(9, 0.2222, 1, 1, 1, 6)])
+    write_csv(lso / "metrics.csv", [metrics_row(9, 0.1111, 1, 1, 1, 6)])
+    in_place = leave_out_eval(lso, "sd")  # already where it is kept: left as it is
+    (in_place / "predictions.csv").write_text("path,p_fake\n")
+    su = leave_out_eval(tmp_path / "elsewhere", "su")
+    args = ["report", str(model_dir), "--leave-source-out", str(su)]
+    assert main([*args, "--leave-source-out", str(in_place)]) == 0
+    md = (model_dir / "MODEL_CARD.md").read_text()
+    runs = leave_out_sections(md)
+    assert list(runs) == ["stable-diffusion", "stylegan2-unsplash"]  # sorted by run name
+    sd, su_text = runs["stable-diffusion"], runs["stylegan2-unsplash"]
+    assert "honest measure of what happens with the next generator" in sd
+    assert "never on **stable-diffusion**" in sd and "threshold 0.5871" in sd
+    assert "tiny-leave-sd-out (LiteRT)" in sd and "`leave-source-out/sd/metrics.csv`" in sd
+    # held-out source: AUC vs every real, caught 37 of 37+13, false alarms 6 of 6+477, and
+    # no reals of its own
+    assert re.search(
+        r"\| stable-diffusion \| 0\.9123 \| 0\.7400 \(37 of 50\) \| 0\.0124 \(6 of 483\) "
+        r"\| n/a: no reals \| n/a: no reals \|",
+        sd,
+    )
+    # the full table: Group, n, Accuracy, ROC-AUC, Recall (catch), False alarms, ECE
+    assert "| all | 643 | 0.9277 | 0.9702 | 0.7500 | 0.0124 | 0.0398 |" in sd
+    assert "| dataset=stable-diffusion | 50 | 0.7400 | — | 0.7400 | — | 0.1811 |" in sd
+    # stylegan2-unsplash has reals too: its own accuracy and ROC-AUC follow
+    assert re.search(
+        r"\| stylegan2-unsplash \| 0\.9377 \| 0\.8411 \(90 of 107\) \| 0\.0185 \(9 of 486\) "
+        r"\| 0\.8612 \| 0\.9412 \|",
+        su_text,
+    )
+    assert (
+        "threshold 0.6123" in su_text and "trained on 140k, fairface, stable-diffusion" in su_text
+    )
+    html = re.sub(r"<[^>]+>", " ", (model_dir / "MODEL_CARD.html").read_text())
+    assert re.search(r"stable-diffusion\W+0\.9123\W+0\.7400 \(37 of 50\)", html)
+    # kept: exactly the given runs; the stale run and the old-layout files are gone
+    assert sorted(p.name for p in lso.iterdir()) == ["sd", "su"]
+    assert (lso / "sd" / "predictions.csv").is_file() and (lso / "su" / "metrics.csv").is_file()
+    assert f"--leave-source-out {su} --leave-source-out {in_place}" in md
+    # and re-rendered from the model folder alone, the same two runs
+    assert main(["report", str(model_dir)]) == 0
+    again = (model_dir / "MODEL_CARD.md").read_text()
+    assert again.split("## Reproduce")[0] == md.split("## Reproduce")[0]
+
+
+def test_leave_source_out_old_single_folder_layout_still_renders(model_dir, tmp_path):
+    old = leave_out_eval(tmp_path, "su", old=True)
+    for f in old.iterdir():  # the old layout: the files directly in leave-source-out/
+        (model_dir / "leave-source-out").mkdir(exist_ok=True)
+        f.rename(model_dir / "leave-source-out" / f.name)
+    out = tmp_path / "card"
+    assert main(["report", str(model_dir), "--out", str(out)]) == 0
+    md = (out / "MODEL_CARD.md").read_text()
+    runs = leave_out_sections(md)
+    assert list(runs) == ["stylegan2-unsplash"]
+    text = runs["stylegan2-unsplash"]
+    assert "no `<source> fakes vs every real` row" in text  # no compact table: every row
+    assert "| all | 193 | 0.8612 | 0.9377 | 0.8411 | 0.1163 | 0.0612 |" in text
+    assert "trained on 140k, fairface only" in text
+    assert (out / "leave-source-out" / "metrics.csv").is_file()  # copied as it was kept
+
+
+def test_leave_source_out_folder_without_metrics_is_one_sentence(model_dir, tmp_path, capsys):
+    good = leave_out_eval(tmp_path / "lso", "su")
+    empty = tmp_path / "lso" / "sd"
+    empty.mkdir()
+    args = ["report", str(model_dir), "--leave-source-out", str(good)]
+    assert main([*args, "--leave-source-out", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"report: --leave-source-out {empty}: no metrics.csv there."
+    assert not (model_dir / "MODEL_CARD.md").exists()
+    assert not (model_dir / "leave-source-out").exists()  # nothing staged

@@ -1,9 +1,10 @@
 """`report`: the model card, MODEL_CARD.md and a self-contained MODEL_CARD.html.
 
 Every figure in the card is read from a file: the model folder's model.json, eval/ and training/,
-plus the fairness audit, the FairFace predictions of the served path and the recipe comparison,
-which are first copied (or, for the predictions, summarised) into OUT/fairness, OUT/fairface and
-OUT/comparison so that `report MODEL_DIR` re-renders the same card from the model folder alone.
+plus the fairness audit, the FairFace predictions of the served path, the recipe comparison and
+the leave-source-out runs, which are first copied (or, for the predictions, summarised) into
+OUT/fairness, OUT/fairface, OUT/comparison and OUT/leave-source-out/<run> so that
+`report MODEL_DIR` re-renders the same card from the model folder alone.
 A missing input makes its section say "not measured"; nothing is filled in.
 """
 
@@ -136,6 +137,59 @@ def stage_folder(given: Path | None, kept: Path, dest: Path, files: list[str], f
             if (src / name).is_file():
                 shutil.copy2(src / name, dest / name)
     return dest
+
+
+def leave_out_runs(root: Path) -> dict[str, Path]:
+    """The `evaluate` outputs kept in root, by name: every subfolder holding metrics.csv; in an
+    older model folder (no such subfolder), root itself when it holds metrics.csv (name "")."""
+    if not root.is_dir():
+        return {}
+    runs = {d.name: d for d in sorted(root.iterdir()) if (d / "metrics.csv").is_file()}
+    if not runs and (root / "metrics.csv").is_file():
+        runs[""] = root
+    return runs
+
+
+def stage_leave_out(given: list[Path], kept: Path, dest: Path) -> list[Path]:
+    """Copy leave-source-out runs into dest/<name> (a given folder's name); returns the folders.
+
+    Given folders make up the whole set: whatever else dest holds (an older run, the files of
+    the old single-folder layout) is removed. A given folder that already is dest/<name> stays
+    as it is. Without given folders, the runs kept in `kept` are used, copied when dest differs.
+    Every file is read before anything is removed, so a source inside dest is never lost."""
+    if given:
+        runs: dict[str, Path] = {}
+        for folder in given:
+            if not (folder / "metrics.csv").is_file():
+                raise ReportError(f"--leave-source-out {folder}: no metrics.csv there.")
+            other = runs.setdefault(folder.name, folder)
+            if not _same(other, folder):
+                raise ReportError(
+                    f"--leave-source-out {other} and {folder}: both would be kept as "
+                    f"{LEAVE_OUT_DIR}/{folder.name}; give folders of different names."
+                )
+    else:
+        runs = leave_out_runs(kept)
+        if not runs or _same(kept, dest):
+            return [dest / name for name in sorted(runs)]
+    in_place = {name for name, src in runs.items() if _same(src, dest / name)}
+    copies = {
+        name: {f: (src / f).read_bytes() for f in LEAVE_OUT_FILES if (src / f).is_file()}
+        for name, src in runs.items()
+        if name not in in_place
+    }
+    if dest.is_dir():
+        for entry in dest.iterdir():  # stale runs and old-layout files must not survive
+            if entry.name not in in_place:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+    for name, files in copies.items():
+        (dest / name).mkdir(parents=True, exist_ok=True)
+        for f, data in files.items():
+            (dest / name / f).write_bytes(data)
+    return [dest / name for name in sorted(runs)]
 
 
 def _image_key(path: str) -> str:
@@ -447,24 +501,88 @@ def section_robustness(model_dir: Path) -> dict | None:
     }
 
 
-def section_leave_out(folder: Path | None) -> dict | None:
-    """The same recipe trained without a source, scored on that source (an `evaluate` output)."""
-    if folder is None:
-        return None
-    rows = read_csv(folder / "metrics.csv", ["group", "n", "accuracy", "roc_auc"])
-    meta = read_json(folder / "evaluation.json") if (folder / "evaluation.json").is_file() else {}
-    body = [
-        [r["group"], r["n"], f4(r["accuracy"]), f4(r["roc_auc"]), f4(r.get("ece"))] for r in rows
-    ]
-    held = meta.get("held_out_sources")
-    return {
-        "model": meta.get("model", ""),
-        "split": meta.get("split", ""),
-        "sources": ", ".join(meta.get("sources_scored") or []),
-        "trained": ", ".join(meta.get("trained_sources") or []) or "unrecorded sources",
-        "held_out": ", ".join(held) if held else "",
-        "table": table(["Group", "n", "Accuracy", "ROC-AUC", "ECE"], body),
-    }
+def _rate(k: int | float, n: int | float) -> float:
+    return k / n if n > 0 else math.nan
+
+
+def _counts(row: dict) -> tuple[float, float, float, float]:
+    return tuple(num(row.get(k)) for k in ("tp", "fp", "fn", "tn"))
+
+
+def _rate_of_counts(k: float, n: float) -> str:
+    """k/n with its counts, as 0.8411 (90 of 107); "—" without counts or denominator."""
+    if math.isnan(k) or math.isnan(n) or n <= 0:
+        return "—"
+    return f"{f4(k / n)} ({int(k)} of {int(n)})"
+
+
+def section_leave_out(runs: list[Path], out: Path) -> list[dict]:
+    """Per run, the same recipe trained without a source, scored on every test split (an
+    `evaluate` output): per held-out source, how its fakes rank and are caught against every
+    real photo, then every row of metrics.csv."""
+    sections = []
+    for folder in runs:
+        rows = read_csv(folder / "metrics.csv", ["group", "n", "accuracy", "roc_auc"])
+        meta = (
+            read_json(folder / "evaluation.json") if (folder / "evaluation.json").is_file() else {}
+        )
+        by_group = {r["group"]: r for r in rows}
+        held = [str(s) for s in meta.get("held_out_sources") or []]
+        threshold = meta.get("threshold", rows[0].get("threshold") if rows else None)
+        compact = []
+        for source in held:
+            vs = by_group.get(f"{source} fakes vs every real")
+            if vs is None:
+                continue
+            tp, fp, fn, tn = _counts(vs)
+            own = by_group.get(f"dataset={source}")
+            has_reals = own is not None and _counts(own)[1] + _counts(own)[3] != 0
+            compact.append(
+                [
+                    source,
+                    f4(vs.get("roc_auc")),
+                    _rate_of_counts(tp, tp + fn),
+                    _rate_of_counts(fp, fp + tn),
+                    f4(own["accuracy"]) if has_reals else "n/a: no reals",
+                    f4(own["roc_auc"]) if has_reals else "n/a: no reals",
+                ]
+            )
+        body = []
+        for r in rows:
+            tp, fp, fn, tn = _counts(r)
+            body.append(
+                [
+                    r["group"],
+                    r["n"],
+                    f4(r["accuracy"]),
+                    f4(r["roc_auc"]),
+                    f4(_rate(tp, tp + fn)),
+                    f4(_rate(fp, fp + tn)),
+                    f4(r.get("ece")),
+                ]
+            )
+        full, base = folder.resolve(), out.resolve()
+        rel = full.relative_to(base) if full.is_relative_to(base) else full
+        head = ["Held-out source", "ROC-AUC vs every real", "Caught (fakes called fake)"]
+        head += ["False alarms (every real)", "Own dataset accuracy", "Own dataset ROC-AUC"]
+        sections.append(
+            {
+                "name": folder.name,
+                "path": (rel / "metrics.csv").as_posix(),
+                "model": meta.get("model", ""),
+                "split": meta.get("split", ""),
+                "threshold": f4(threshold),
+                "sources": ", ".join(meta.get("sources_scored") or []),
+                "trained": ", ".join(meta.get("trained_sources") or []) or "unrecorded sources",
+                "held_out": ", ".join(held),
+                "compact": table(head, compact) if compact else None,
+                "table": table(
+                    ["Group", "n", "Accuracy", "ROC-AUC", "Recall (catch)", "False alarms", "ECE"],
+                    body,
+                ),
+            }
+        )
+    return sections
 
 
 def section_fairface(folder: Path | None) -> dict | None:
@@ -805,7 +923,7 @@ def build(
     comparison: Path | None = None,
     labels: Path | None = None,
     command: str = "",
-    leave_out: Path | None = None,
+    leave_out: list[Path] | None = None,
 ) -> list[Path]:
     spec_path = model_dir / "model.json"
     if not spec_path.is_file():
@@ -814,7 +932,7 @@ def build(
     for given, flag in (
         (fairness, "--fairness"),
         (comparison, "--comparison"),
-        (leave_out, "--leave-source-out"),
+        *((folder, "--leave-source-out") for folder in leave_out or []),
     ):
         if given is not None and not given.is_dir():
             raise ReportError(f"{flag} {given}: no such folder.")
@@ -830,13 +948,7 @@ def build(
     comp_dir = stage_folder(
         comparison, model_dir / "comparison", out / "comparison", COMPARISON_FILES, "--comparison"
     )
-    lso_dir = stage_folder(
-        leave_out,
-        model_dir / LEAVE_OUT_DIR,
-        out / LEAVE_OUT_DIR,
-        LEAVE_OUT_FILES,
-        "--leave-source-out",
-    )
+    lso_runs = stage_leave_out(leave_out or [], model_dir / LEAVE_OUT_DIR, out / LEAVE_OUT_DIR)
     if fairface_predictions is not None:
         use_labels = labels or (DEFAULT_LABELS if DEFAULT_LABELS.is_file() else None)
         summarise_fairface(fairface_predictions, use_labels, out / FAIRFACE_DIR)
@@ -889,7 +1001,7 @@ def build(
         "comparison": section_comparison(comp_dir, out),
         "calibration": section_calibration(model_dir, doc, test, out),
         "robustness": section_robustness(model_dir),
-        "leave_out": section_leave_out(lso_dir),
+        "leave_out": section_leave_out(lso_runs, out),
         "command": command,
     }
     return render(context, out)
@@ -901,7 +1013,7 @@ def _command(args) -> str:
         ("--fairness", args.fairness),
         ("--fairface-predictions", args.fairface_predictions),
         ("--comparison", args.comparison),
-        ("--leave-source-out", args.leave_source_out),
+        *(("--leave-source-out", folder) for folder in args.leave_source_out or []),
         ("--labels", args.labels),
         ("--out", args.out),
     ):
@@ -937,9 +1049,10 @@ def register(sub) -> None:
         description="Render the model card of an exported model folder from its own files "
         "(model.json, eval/metrics.csv, eval/predictions.csv, eval/roc_pr.png, training/*) and "
         "the optional inputs below, which are copied (or summarised) into OUT/fairness, "
-        "OUT/fairface and OUT/comparison first, so that `report MODEL_DIR` alone re-renders "
-        "the same card later. The HTML has its CSS inline and every image as a data: URI (no "
-        "script, no external load). A missing input makes its section say 'not measured'.",
+        "OUT/fairface, OUT/comparison and OUT/leave-source-out first, so that "
+        "`report MODEL_DIR` alone re-renders the same card later. The HTML has its CSS inline "
+        "and every image as a data: URI (no script, no external load). A missing input makes "
+        "its section say 'not measured'.",
     )
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="model folder of `export`")
     p.add_argument(
@@ -960,9 +1073,12 @@ def register(sub) -> None:
     p.add_argument(
         "--leave-source-out",
         type=Path,
+        action="append",
         metavar="DIR",
-        help="an `evaluate` output of the same recipe trained without a source, scored on that "
-        "source (metrics.csv, evaluation.json); kept in OUT/leave-source-out",
+        help="an `evaluate` output of the same recipe trained without a source, scored on the "
+        "test splits (metrics.csv, evaluation.json); repeat it, one per held-out source. Kept in "
+        "OUT/leave-source-out/<DIR's name>, which then holds these runs only; without it, the "
+        "runs kept in MODEL_DIR/leave-source-out are used",
     )
     p.add_argument(
         "--labels",
