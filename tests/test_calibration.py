@@ -153,8 +153,8 @@ def test_false_alarm_threshold_weighs_each_real_source_the_same():
     assert mean <= 0.02 and set(per) == {"big", "small"}
     # pooled, 2 of 110 reals (1.8 %) would pass; per source that is 20 % of the small one's
     assert per["small"] == 0.0 and cut > small[-1]
-    below = np.nextafter(cut, 0.0)
-    assert source_false_alarm(p[y == 0], src[:110], below)[0] > 0.02  # the lowest cut
+    below = np.nextafter(np.float32(cut), np.float32(0.0))  # the next float32 down
+    assert source_false_alarm(p[y == 0].astype(np.float32), src[:110], below)[0] > 0.02
     # With a 5 % budget one small-source false alarm (10 % / 2 sources) fits: a lower cut.
     cut5, mean5, per5 = false_alarm_threshold(y, p, src, 0.05)
     assert cut5 < cut and per5["small"] == pytest.approx(0.1) and mean5 == pytest.approx(0.05)
@@ -175,4 +175,24 @@ def test_false_alarm_threshold_refuses_reals_saturated_at_one():
     with pytest.raises(ValueError, match="1 of 3 score 1.0"):
         false_alarm_threshold(y, np.array([0.1, 0.2, 1.0, 1.0]), ["r"] * 3 + ["g"], 0.02)
     cut, mean, _ = false_alarm_threshold(y, np.array([0.1, 0.2, 1.0, 1.0]), ["r"] * 3 + ["g"], 0.34)
-    assert cut == np.nextafter(0.2, 1.0) and mean == pytest.approx(1 / 3)  # 1.0 stays fake
+    assert cut == np.nextafter(np.float32(0.2), np.float32(1)) and mean == pytest.approx(1 / 3)
+
+
+def test_false_alarm_cut_holds_where_serving_compares_in_float32():
+    """Serving compares float32 P(fake) with model.json's threshold; a cut found in float64
+    just above a float32 score rounds back onto it there. The cut must keep its promise in
+    float32, as `operating_sources` and serving count."""
+    from training.evaluation.calibration import false_alarm_threshold
+    from training.export import operating_sources
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 1, 400).astype(np.float32)
+    y = np.array([0] * 300 + [1] * 100)
+    src = ["a"] * 150 + ["b"] * 150 + ["g"] * 100
+    for rate in (0.0, 0.01, 0.02, 0.1):
+        cut, mean, per = false_alarm_threshold(y, p, src, rate)
+        assert np.float32(cut) == cut  # a float32 value: no rounding anywhere
+        rows = operating_sources(y, p, src, cut)
+        served = np.mean([rows[s]["called_fake"] for s in ("a", "b")])
+        assert served == pytest.approx(mean) and served <= rate
+        assert np.mean(p[y == 0] >= np.float32(cut)) <= rate * 2  # pooled, loosely

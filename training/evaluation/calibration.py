@@ -146,14 +146,17 @@ def false_alarm_threshold(
     collection cannot hide a small one's false alarms. The lowest such cut catches the most
     fakes; any higher cut would give up catches for no promise kept better."""
     y = np.asarray(y).astype(int)
-    p = np.asarray(p, np.float64)
+    # float32, as serving compares them: a float64 cut between two float32 scores would round
+    # onto the lower one there and call a real photo fake that the search here had kept real.
+    p = np.asarray(p, np.float32)
     real = y == 0
     if not real.any():
         raise ValueError("choosing a false-alarm threshold needs real photos in the split")
     p_real = p[real]
     src = [s for s, r in zip(sources, real, strict=True) if r]
     # A cut just above a real photo's score calls it real; the mean rate falls as the cut rises.
-    cuts = np.unique(np.concatenate([[p_real.min()], np.nextafter(p_real, 2.0)]))
+    above = np.nextafter(p_real, np.float32(2.0))
+    cuts = np.unique(np.concatenate([[p_real.min()], above]))
     for cut in cuts:
         mean, per = source_false_alarm(p_real, src, cut)
         if mean <= rate and cut <= 1.0:
