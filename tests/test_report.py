@@ -374,6 +374,88 @@ def test_compare_bad_run_is_one_sentence(two_runs, tmp_path, capsys):
     assert "\n" not in err and str(two_runs[1] / "config.json") in err
 
 
+def make_screen(root: Path, name: str, caught: dict, loss: float, **recipe) -> Path:
+    """A run as `make screen` leaves it: trained, exported at the operating point into model/,
+    never evaluated (no eval folders)."""
+    run = make_run(root, name, recipe.pop("color", "rgb"), ["/x/aligned-140k"], {}, {})
+    state = {"epochs_done": 2, "best_epoch": 1, "best_val_loss": loss}
+    (run / "state.json").write_text(json.dumps(state))
+    sources = {
+        "140k": {"real": 30, "called_fake": 0.06, "fake": 40, "caught": caught["140k"]},
+        "fairface": {"real": 20, "called_fake": 0.0},
+        "stable-diffusion": {"fake": 10, "caught": caught["stable-diffusion"]},
+    }
+    op = {"rule": "at most 2% ...", "false_alarm_target": 0.02, "split": "valid"}
+    op.update(threshold=0.71, sources=sources)
+    (run / "model").mkdir()
+    (run / "model" / "model.json").write_text(json.dumps({"format": 1, "operating_point": op}))
+    return run
+
+
+def test_compare_operating_rule_tabulates_and_selects_by_mean_catch(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    # base: mean catch (0.5 + 0.3)/2 = 0.40; photo: (0.4 + 0.5)/2 = 0.45, despite its higher loss.
+    base = make_screen(runs, "base", {"140k": 0.5, "stable-diffusion": 0.3}, 0.30)
+    photo = make_screen(runs, "photo", {"140k": 0.4, "stable-diffusion": 0.5}, 0.40)
+    bare = make_run(runs, "bare", "rgb", ["/x/aligned-140k"], {}, {})  # not exported yet
+    out = tmp_path / "cmp"
+    argv = ["compare", str(base), str(photo), str(bare), "--rule", "operating", "--out", str(out)]
+    assert main(argv) == 0
+    rows = read_rows(out / "comparison.csv")
+    for column in ("op_threshold", "op_mean_catch", "op_false_alarm", "best_val_loss"):
+        assert column in rows[0]
+    assert [c for c in rows[0] if c.startswith("caught_")] == [
+        "caught_140k",
+        "caught_stable-diffusion",
+    ]
+    b, p, x = rows
+    assert float(b["op_mean_catch"]) == pytest.approx(0.40)
+    assert float(p["op_mean_catch"]) == pytest.approx(0.45)
+    assert float(p["caught_stable-diffusion"]) == pytest.approx(0.5)
+    assert float(b["op_false_alarm"]) == pytest.approx(0.03)  # (0.06 + 0.0) / 2 real sources
+    assert float(b["op_threshold"]) == pytest.approx(0.71)
+    assert float(p["best_val_loss"]) == pytest.approx(0.40)
+    assert [r["selected"] for r in rows] == ["", "yes", ""]
+    assert x["op_mean_catch"] == "" and "model/model.json missing" in x["note"]
+    assert "eval-valid" not in b["note"] + p["note"] + x["note"]  # not needed under this rule
+    md = (out / "comparison.md").read_text()
+    assert "**photo** (selected)" in md and "highest mean catch rate" in md
+    assert "Caught stable-diffusion" in md and "- bare: model/model.json missing" in md
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "**photo** (selected)" in capsys.readouterr().out
+
+
+def test_compare_operating_rule_tie_goes_to_the_lower_validation_loss(tmp_path):
+    runs = tmp_path / "runs"
+    # Both catch 0.4: in floats (0.6 + 0.2)/2 = 0.4 but (0.7 + 0.1)/2 = 0.39999999999999997,
+    # a rounding difference the rule treats as a tie, won by the lower validation loss.
+    first = make_screen(runs, "first", {"140k": 0.6, "stable-diffusion": 0.2}, 0.35)
+    second = make_screen(runs, "second", {"140k": 0.7, "stable-diffusion": 0.1}, 0.25)
+    out = tmp_path / "cmp"
+    argv = ["compare", str(first), str(second), "--rule", "operating", "--out", str(out)]
+    assert main(argv) == 0
+    assert [r["selected"] for r in read_rows(out / "comparison.csv")] == ["", "yes"]
+
+
+def test_compare_default_rule_is_unchanged_by_the_operating_columns(two_runs, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, two_runs), "--out", str(out)]) == 0
+    assert "op_mean_catch" not in read_rows(out / "comparison.csv")[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{not json", json.dumps({"format": 1}), json.dumps({"operating_point": {"threshold": 0.7}})],
+)
+def test_compare_operating_rule_malformed_model_json_is_one_sentence(tmp_path, capsys, text):
+    run = make_screen(tmp_path / "runs", "base", {"140k": 0.5, "stable-diffusion": 0.3}, 0.3)
+    (run / "model" / "model.json").write_text(text)
+    argv = ["compare", str(run), "--rule", "operating", "--out", str(tmp_path / "c")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(run / "model" / "model.json") in err
+
+
 # --- report --------------------------------------------------------------------------------
 
 
