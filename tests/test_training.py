@@ -86,6 +86,24 @@ def data_md_fairface() -> tuple[int, int]:
     return tuple(int(g.replace(",", "")) for g in found.groups())
 
 
+def data_md_one_class() -> dict[str, tuple[str, dict[str, int]]]:
+    """The one-class sources DATA.md describes as "(all fake; 380 / 60 / 60 ...)": per section,
+    (class, {split: n})."""
+    import re
+
+    text = need(DATA / "DATA.md").read_text()
+    found = {}
+    for section in re.split(r"^## ", text, flags=re.M)[1:]:
+        m = re.search(r"\(all (fake|real); ([\d,]+) / ([\d,]+) / ([\d,]+)", section)
+        if m:
+            counts = (int(g.replace(",", "")) for g in m.groups()[1:])
+            found[section.split()[0].rstrip("/")] = (
+                m.group(1),
+                dict(zip(("train", "valid", "test"), counts, strict=True)),
+            )
+    return found
+
+
 def split_class_counts(recs) -> dict[tuple[str, str], int]:
     return {
         (s, c): sum(r.split == s and r.label == c for r in recs)
@@ -111,6 +129,15 @@ def test_readers_count_the_shared_data():
     assert kind == "realfake"
     assert split_class_counts(recs) == tables["stylegan2-unsplash"]
     assert {r.source for r in recs} == {"stylegan2-unsplash"}
+
+    # The one-class sources (Stable Diffusion fakes, studio-like real portraits): each split
+    # holds exactly DATA.md's count of its one class.
+    one_class = data_md_one_class()
+    assert {"stable-diffusion", "real-portraits"} <= set(one_class)
+    for name, (label, counts) in one_class.items():
+        kind, recs = read_source(need(DATA / name))
+        assert kind == "realfake" and {r.label for r in recs} == {label}, name
+        assert {s: sum(r.split == s for r in recs) for s in counts} == counts, name
 
     train, val = data_md_fairface()
     kind, recs = read_source(need(FAIRFACE))
@@ -313,6 +340,24 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
     assert failed.returncode == 2 and said.startswith("export: ") and said.endswith("0.01 MB.")
     assert "--no-explain" in said
     assert {f.name: f.read_bytes() for f in model_dir.iterdir() if f.is_file()} == before
+
+    # --threshold reals: the lowest cut that calls at most 2 % of validation reals (averaged
+    # over real sources) fake; model.json says so, with each source's rates at it.
+    reals_dir = tmp_path / "model-reals"
+    # (This tiny run scores some validation reals 1.0, so its budget is a generous 50 %.)
+    cli(
+        "export", run, "--out", reals_dir, "--threshold", "reals", "--false-alarm", "0.5",
+        "--no-explain",
+    )  # fmt: skip
+    op = json.loads((reals_dir / "model.json").read_text())
+    point = op["operating_point"]
+    assert point["threshold"] == op["threshold"] and point["false_alarm_target"] == 0.5
+    assert point["rule"].startswith("at most 50% of validation real photos called fake")
+    alarms = [s["called_fake"] for s in point["sources"].values() if "called_fake" in s]
+    assert alarms and np.mean(alarms) <= 0.5
+    assert op["generators"]["learned"] and "not_learned" in op["generators"]
+    bad = cli("export", run, "--out", reals_dir, "--threshold", "often", check=False)
+    assert bad.returncode == 2 and "invalid threshold value: 'often'" in bad.stderr
 
     # The exported model scores the same images as the Keras checkpoint did.
     lite_eval = tmp_path / "eval-lite"
