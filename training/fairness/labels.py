@@ -250,12 +250,7 @@ def read_sd_labels(path: Path, labels: LabelSet, splits: tuple[str, ...] = SD_SP
     else:
         raise LabelError(f"{path}: no such file or folder (--fakes-labels).")
     cols, rows = _read_csv(file)
-    missing = [c for c in SD_COLUMNS if c not in cols]
-    if missing:
-        raise LabelError(
-            f"{file}: not an SD labels CSV, missing column(s) {', '.join(missing)} "
-            "(expected path,race,who,prompt)."
-        )
+    _require_columns(file, cols, SD_COLUMNS, "an SD labels CSV")
     root = file.parent.resolve()
     parsed = []
     for line, row in enumerate(rows, start=2):
@@ -372,14 +367,18 @@ class Joined:
     attr_columns: list[str]
 
 
-def read_predictions(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    cols, rows = _read_csv(path)
-    missing = [c for c in PRED_COLUMNS if c not in cols]
+def _require_columns(path: Path, cols: list[str], needed: list[str], kind: str) -> None:
+    missing = [c for c in needed if c not in cols]
     if missing:
         raise LabelError(
-            f"{path}: not a predictions CSV, missing column(s) {', '.join(missing)} "
-            "(expected path,face,x,y,w,h,p_fake,label,error)."
+            f"{path}: not {kind}, missing column(s) {', '.join(missing)} "
+            f"(expected {','.join(needed)})."
         )
+
+
+def read_predictions(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    cols, rows = _read_csv(path)
+    _require_columns(path, cols, PRED_COLUMNS, "a predictions CSV")
     return cols, rows
 
 

@@ -118,13 +118,15 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _judged_by(audit) -> str:
+    return f"p_fake ≥ {audit.threshold:g}" if audit.threshold is not None else "the CSV's label"
+
+
 def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Namespace) -> str:
     fav, unfav = audit.favourable, audit.unfavourable
     c = audit.joined.counts
     n_fake, n_real = audit.class_counts["fake"], audit.class_counts["real"]
-    judged_by = (
-        f"p_fake ≥ {audit.threshold:g}" if audit.threshold is not None else "the CSV's label"
-    )
+    judged_by = _judged_by(audit)
     lines = [
         "# Fairness audit",
         "",
@@ -468,9 +470,7 @@ def sd_section(audit, rows: list[dict], heading: str = "##") -> list[str]:
 
 
 def sd_markdown(audit, rows: list[dict], args: argparse.Namespace) -> str:
-    judged_by = (
-        f"p_fake ≥ {audit.threshold:g}" if audit.threshold is not None else "the CSV's label"
-    )
+    judged_by = _judged_by(audit)
     lines = [
         "# Fairness audit: Stable Diffusion fakes by race",
         "",
