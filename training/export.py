@@ -242,7 +242,8 @@ GENERATORS = {
 }
 NOT_LEARNED = (
     "other diffusion models (Midjourney, DALL·E, Flux, newer Stable Diffusion), StyleGAN3, "
-    "face swaps and edits: measured only by leaving one generator out of training (model card)"
+    "face swaps and edits; how it fares on a generator it never saw is measured by leaving one "
+    "out of training"
 )
 
 
