@@ -927,3 +927,38 @@ def test_leave_source_out_folder_without_metrics_is_one_sentence(model_dir, tmp_
     assert err == f"report: --leave-source-out {empty}: no metrics.csv there."
     assert not (model_dir / "MODEL_CARD.md").exists()
     assert not (model_dir / "leave-source-out").exists()  # nothing staged
+
+
+def test_card_shows_sd_fakes_by_race_and_checks_only_the_reals(tmp_path):
+    """An audit with labelled Stable Diffusion fakes: the card tables catch rate, false alarms
+    and AOD per race, and its cross-check with the FairFace summary counts the reals only."""
+    from training.evaluation.report import cross_check, section_sd_race
+
+    head = (
+        "race,compared,n_fakes,fake_errors,caught,catch_rate,catch_lo,catch_hi,n_reals,"
+        "real_errors,false_alarms,false_alarm_rate,false_alarm_lo,false_alarm_hi,aod,aod_lo,"
+        "aod_hi,aod_goal,catch_gap_points,catch_gap_lo,catch_gap_hi,catch_gap_goal,note"
+    )
+    (tmp_path / "sd_race.csv").write_text(
+        head + "\nLatino_Hispanic,yes,13,0,12,0.923077,0.666,0.986,714,1,2,0.0028,0.001,0.01,"
+        "0.038,-0.002,0.116,not met,,,,,\n"
+        "All seven,pooled,80,0,79,0.9875,0.93,0.99,4974,25,7,0.0014,0.0007,0.0029,,,,,"
+        "7.692308,0.0,23.08,not met (CI crosses ±5),\n"
+    )
+    section = section_sd_race(tmp_path, tmp_path)
+    text = str(section["table"])
+    assert "92.3 % [66.6 %, 98.6 %]" in text and "0.038 [-0.002, 0.116]" in text
+    assert section["gap"].startswith("7.7 points [0.0, 23.1]")
+    assert (
+        section_sd_race(tmp_path / "none", tmp_path) is None
+        if (tmp_path / "none").mkdir() is None
+        else False
+    )
+
+    summary = {"scored": 4974, "fpr": 0.0014, "source": "ff.csv"}
+    audit = {"predictions": "a.csv", "group_rows": [
+        {"definition": "all", "n": "5094", "n_real": "4974", "real_called_fake": "0.0014"}
+    ]}  # fmt: skip
+    assert cross_check(summary, audit) == []
+    audit["group_rows"][0]["n_real"] = "4000"
+    assert "disagree" in cross_check(summary, audit)[0]

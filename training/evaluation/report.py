@@ -30,7 +30,7 @@ DEFAULT_LABELS = (
     Path(__file__).resolve().parents[3] / "shared" / "data" / "fairface" / "fairface_label_val.csv"
 )
 FAIRNESS_FILES = ["fairness.csv", "fairness_groups.csv", "fairness.md", "fairness.png"]
-FAIRNESS_FILES += ["fairness.json"]
+FAIRNESS_FILES += ["fairness.json", "sd_race.csv", "sd_race.md", "sd_race.png"]
 COMPARISON_FILES = ["comparison.csv", "comparison.md", "comparison.png"]
 # An `evaluate` output of the same recipe trained without a source, scored on that source.
 LEAVE_OUT_FILES = ["metrics.csv", "metrics.md", "evaluation.json", "reliability.png"]
@@ -769,6 +769,60 @@ def section_fairness(folder: Path | None, out: Path) -> dict | None:
         else None,
         "group_rows": groups,
         "figure": figure(folder / "fairness.png", out, "Disparate impact and AOD, 95 % intervals"),
+        "sd_race": section_sd_race(folder, out),
+    }
+
+
+def section_sd_race(folder: Path, out: Path) -> dict | None:
+    """The audit's labelled fakes by race (`fairness --fakes-labels`): catch rate, false alarms
+    and AOD per race with intervals, and the largest catch-rate gap."""
+    path = folder / "sd_race.csv"
+    if not path.is_file():
+        return None
+    rows = read_csv(path, ["race", "n_fakes", "catch_rate", "n_reals", "false_alarm_rate", "aod"])
+
+    def rate(r: dict, key: str) -> str:
+        if not r[f"{key}_rate"]:
+            return "—"
+        lo, hi = pct(num(r[f"{key}_lo"])), pct(num(r[f"{key}_hi"]))
+        return f"{pct(num(r[f'{key}_rate']))} [{lo}, {hi}]"
+
+    body = [
+        [
+            r["race"] + ("" if r.get("compared") == "yes" else " †"),
+            r["n_fakes"],
+            rate(r, "catch") if r["n_fakes"] != "0" else "—",
+            r["n_reals"],
+            rate(r, "false_alarm") if r["n_reals"] != "0" else "—",
+            f"{num(r['aod']):.3f} [{num(r['aod_lo']):.3f}, {num(r['aod_hi']):.3f}]"
+            if r["aod"]
+            else "—",
+            r.get("aod_goal") or "—",
+        ]
+        for r in rows
+    ]
+    gap = next((r for r in rows if r.get("catch_gap_points")), None)
+    return {
+        "table": table(
+            [
+                "Race",
+                "SD fakes",
+                "Caught [95 % Wilson]",
+                "Reals",
+                "Called fake [95 % Wilson]",
+                "AOD vs the other six [95 % CI]",
+                "|AOD| ≤ 0.02",
+            ],
+            body,
+        ),
+        "gap": (
+            f"{num(gap['catch_gap_points']):.1f} points "
+            f"[{num(gap['catch_gap_lo']):.1f}, {num(gap['catch_gap_hi']):.1f}]: "
+            f"{gap.get('catch_gap_goal', '')}"
+        )
+        if gap
+        else "",
+        "figure": figure(folder / "sd_race.png", out, "Catch and false-alarm rate per race"),
     }
 
 
@@ -814,7 +868,8 @@ def cross_check(fairface: dict | None, fairness: dict | None) -> list[str]:
     whole = next((g for g in fairness["group_rows"] if g["definition"] == "all"), None)
     if whole is None or not whole.get("real_called_fake"):
         return []
-    n, rate = int(num(whole["n"])), num(whole["real_called_fake"])
+    # Only the reals: an audit with labelled fakes (Stable Diffusion) scores those too.
+    n, rate = int(num(whole.get("n_real") or whole["n"])), num(whole["real_called_fake"])
     if n == fairface["scored"] and abs(rate - fairface["fpr"]) < 5e-4:
         return []
     return [
