@@ -48,7 +48,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m shared", description="Tell AI-generated (GAN or diffusion) face photos from real ones."
+        prog="python -m shared",
+        description="Tell AI-generated (GAN or diffusion) face photos from real ones.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
