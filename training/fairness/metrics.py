@@ -195,3 +195,13 @@ class Bootstrap:
         tail = (1 - self.level) / 2 * 100
         lo, hi = np.percentile(ok, [tail, 100 - tail])
         return (float(lo), float(hi))
+
+
+# The per-race comparison of SD fakes: one scheme, stated in the report.
+SD_SCHEME = (
+    "each FairFace race as the unprivileged group against the other six races pooled as the "
+    "privileged group"
+)
+AOD_GOAL = 0.02  # |AOD| at most this
+GAP_GOAL = 5.0  # catch rates within this many points across races
+POOLED = "All seven"

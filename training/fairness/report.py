@@ -331,7 +331,7 @@ def goal_verdict(x: float, lo: float, hi: float, limit: float) -> str:
 
 def sd_rows(audit) -> list[dict]:
     """sd_race.csv: one row per race label, the pooled seven carrying the catch-rate gap."""
-    from .audit import AOD_GOAL, GAP_GOAL, POOLED
+    from .metrics import AOD_GOAL, GAP_GOAL, POOLED
 
     sd, interval = audit.sd, audit.bootstrap.interval
     out = []
@@ -374,8 +374,8 @@ def _pct(x: float, lo: float, hi: float) -> str:
 
 def sd_section(audit, rows: list[dict], heading: str = "##") -> list[str]:
     """The per-race SD table, its goals and how to read them (Markdown lines)."""
-    from .audit import AOD_GOAL, GAP_GOAL, POOLED, SD_SCHEME
     from .labels import BLEND, FAIRFACE_RACES, PACIFIC
+    from .metrics import AOD_GOAL, GAP_GOAL, POOLED, SD_SCHEME
 
     sd = audit.sd
     fav = audit.favourable
