@@ -340,11 +340,12 @@ def export_run(
     }
     temperature = 1.0
     if threshold in ("valid", "reals") or calibration == "valid":
+        by_reals = threshold == "reals"
         temperature, threshold, valid = _valid_calibration(
             model, cfg, calibration == "valid", threshold, false_alarm
         )
         extra["metrics"]["valid"] = valid
-        if valid["threshold_rule"].startswith("at most"):
+        if by_reals:
             extra["operating_point"] = {
                 "rule": valid["threshold_rule"],
                 "false_alarm_target": false_alarm,

@@ -133,8 +133,16 @@ def source_false_alarm(
 ) -> tuple[float, dict[str, float]]:
     """(mean over sources, per source): the share of real photos at or above `cut`, each
     source's reals weighing the same whatever their count."""
-    p = np.asarray(p)
-    per = {s: float(np.mean(p[[x == s for x in sources]] >= cut)) for s in sorted(set(sources))}
+    return _mean_false_alarm(_by_source(p, sources), cut)
+
+
+def _by_source(p: np.ndarray, sources: list[str]) -> dict[str, np.ndarray]:
+    p, sources = np.asarray(p), np.asarray(sources)
+    return {s: p[sources == s] for s in sorted(set(sources.tolist()))}
+
+
+def _mean_false_alarm(groups: dict[str, np.ndarray], cut: float) -> tuple[float, dict]:
+    per = {s: float(np.mean(g >= cut)) for s, g in groups.items()}
     return float(np.mean(list(per.values()))), per
 
 
@@ -153,12 +161,12 @@ def false_alarm_threshold(
     if not real.any():
         raise ValueError("choosing a false-alarm threshold needs real photos in the split")
     p_real = p[real]
-    src = [s for s, r in zip(sources, real, strict=True) if r]
+    groups = _by_source(p_real, [s for s, r in zip(sources, real, strict=True) if r])
     # A cut just above a real photo's score calls it real; the mean rate falls as the cut rises.
     above = np.nextafter(p_real, np.float32(2.0))
     cuts = np.unique(np.concatenate([[p_real.min()], above]))
     for cut in cuts:
-        mean, per = source_false_alarm(p_real, src, cut)
+        mean, per = _mean_false_alarm(groups, cut)
         if mean <= rate and cut <= 1.0:
             return float(cut), mean, per
     saturated = int(np.sum(p_real >= 1.0))

@@ -64,13 +64,14 @@ def versus_every_real(
     """For each source with fakes, its fakes against every real photo of every source scored:
     a generator is measured against real photos of every kind, not only its own collection's
     (an all-fake source such as stable-diffusion has no reals of its own)."""
-    sources = np.array([source_of(r) for r in rows])
     real = y == 0
+    if not real.any():
+        return {}
+    sources = np.array([source_of(r) for r in rows])
     groups = {}
     for name in sorted(set(sources[y == 1])):
         mask = real | ((sources == name) & (y == 1))
-        if real.any():
-            groups[f"{name} fakes vs every real"] = (y[mask], p_fake[mask])
+        groups[f"{name} fakes vs every real"] = (y[mask], p_fake[mask])
     return groups
 
 

@@ -21,6 +21,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ..fairness.metrics import wilson
 from .calibration import ECE_BINS
 from .compare import SELECTION_RULE
 
@@ -293,14 +294,6 @@ def _rate_ci(row: dict[str, str]) -> str:
     if not row.get("lo"):  # written before intervals were
         return pct(row["no_face_rate"])
     return f"{pct(row['no_face_rate'])} [{pct(row['lo'])}, {pct(row['hi'])}]"
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval of the proportion k/n: unlike the bootstrap, it does not
-    collapse to a point when no photo of a small group was missed (0 of 89 is not 0 %)."""
-    centre = (k + z * z / 2) / (n + z * z)
-    half = z / (n + z * z) * (k * (n - k) / n + z * z / 4) ** 0.5
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # --- the card's sections -------------------------------------------------------------------
@@ -794,9 +787,7 @@ def section_sd_race(folder: Path, out: Path) -> dict | None:
             rate(r, "catch") if r["n_fakes"] != "0" else "—",
             r["n_reals"],
             rate(r, "false_alarm") if r["n_reals"] != "0" else "—",
-            f"{num(r['aod']):.3f} [{num(r['aod_lo']):.3f}, {num(r['aod_hi']):.3f}]"
-            if r["aod"]
-            else "—",
+            interval(r["aod"], r["aod_lo"], r["aod_hi"]),
             r.get("aod_goal") or "—",
         ]
         for r in rows

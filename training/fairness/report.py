@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import FAV, PRIV, SIDES, UNFAV, UNPRIV
+from .labels import BLEND, FAIRFACE_RACES, PACIFIC
+from .metrics import AOD_GOAL, FAV, GAP_GOAL, POOLED, PRIV, SD_SCHEME, SIDES, UNFAV, UNPRIV
 
 SUMMARY_COLUMNS = [
     "definition", "column", "privileged", "unprivileged", "favourable",
@@ -331,8 +332,6 @@ def goal_verdict(x: float, lo: float, hi: float, limit: float) -> str:
 
 def sd_rows(audit) -> list[dict]:
     """sd_race.csv: one row per race label, the pooled seven carrying the catch-rate gap."""
-    from .metrics import AOD_GOAL, GAP_GOAL, POOLED
-
     sd, interval = audit.sd, audit.bootstrap.interval
     out = []
     for r in sd.rows:
@@ -374,9 +373,6 @@ def _pct(x: float, lo: float, hi: float) -> str:
 
 def sd_section(audit, rows: list[dict], heading: str = "##") -> list[str]:
     """The per-race SD table, its goals and how to read them (Markdown lines)."""
-    from .labels import BLEND, FAIRFACE_RACES, PACIFIC
-    from .metrics import AOD_GOAL, GAP_GOAL, POOLED, SD_SCHEME
-
     sd = audit.sd
     fav = audit.favourable
     splits = ", ".join(sd.fakes.splits)
