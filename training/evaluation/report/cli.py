@@ -1,0 +1,214 @@
+"""`python -m training report`: build the card's context from its inputs, and the command."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from .fairface import FAIRFACE_DIR, face_found_gap, section_fairface, summarise_fairface
+from .fairness import cross_check, section_fairness
+from .leave_out import section_leave_out
+from .model import (
+    can_explain,
+    section_comparison,
+    section_curves,
+    section_data,
+    section_generators,
+    section_operating_point,
+)
+from .read import ReportError, f3, num, read_json
+from .render import render
+from .scores import section_calibration, section_robustness, section_sources, section_test
+from .stage import (
+    COMPARISON_FILES,
+    FAIRFACE_FILES,
+    FAIRNESS_FILES,
+    LEAVE_OUT_DIR,
+    stage_folder,
+    stage_leave_out,
+)
+
+# ../shared/data beside the repository, as everywhere else in the project.
+DEFAULT_LABELS = (
+    Path(__file__).resolve().parents[4] / "shared" / "data" / "fairface" / "fairface_label_val.csv"
+)
+NOT_MEASURED = "not measured"
+
+
+def build(
+    model_dir: Path,
+    out: Path,
+    fairness: Path | None = None,
+    fairface_predictions: Path | None = None,
+    comparison: Path | None = None,
+    labels: Path | None = None,
+    command: str = "",
+    leave_out: list[Path] | None = None,
+) -> list[Path]:
+    spec_path = model_dir / "model.json"
+    if not spec_path.is_file():
+        raise ReportError(f"{model_dir}: no model.json there; is it a model folder of `export`?")
+    doc = read_json(spec_path)
+    for given, flag in (
+        (fairness, "--fairness"),
+        (comparison, "--comparison"),
+        *((folder, "--leave-source-out") for folder in leave_out or []),
+    ):
+        if given is not None and not given.is_dir():
+            raise ReportError(f"{flag} {given}: no such folder.")
+    if fairface_predictions is not None and not fairface_predictions.is_file():
+        raise ReportError(f"--fairface-predictions {fairface_predictions}: no such file.")
+    if labels is not None and not labels.is_file():
+        raise ReportError(f"--labels {labels}: no such file.")
+    out.mkdir(parents=True, exist_ok=True)
+
+    fair_dir = stage_folder(
+        fairness, model_dir / "fairness", out / "fairness", FAIRNESS_FILES, "--fairness"
+    )
+    comp_dir = stage_folder(
+        comparison, model_dir / "comparison", out / "comparison", COMPARISON_FILES, "--comparison"
+    )
+    lso_runs = stage_leave_out(leave_out or [], model_dir / LEAVE_OUT_DIR, out / LEAVE_OUT_DIR)
+    if fairface_predictions is not None:
+        use_labels = labels or (DEFAULT_LABELS if DEFAULT_LABELS.is_file() else None)
+        summarise_fairface(fairface_predictions, use_labels, out / FAIRFACE_DIR)
+        ff_dir = out / FAIRFACE_DIR
+    else:
+        ff_dir = stage_folder(
+            None,
+            model_dir / FAIRFACE_DIR,
+            out / FAIRFACE_DIR,
+            FAIRFACE_FILES,
+            "--fairface-predictions",
+        )
+
+    test = section_test(model_dir, out)
+    fairface = section_fairface(ff_dir)
+    fair = section_fairness(fair_dir, out)
+    inp = doc.get("input", {})
+    scale, offset = num(inp.get("scale")), num(inp.get("offset"))
+    context = {
+        "NM": NOT_MEASURED,
+        "doc": doc,
+        "name": doc.get("name", model_dir.name),
+        "version": doc.get("version", ""),
+        "threshold": f3(doc.get("threshold"), 4),
+        "threshold_rule": doc.get("metrics", {}).get("valid", {}).get("threshold_rule", ""),
+        "positive": doc.get("output", {}).get("positive_class", "fake"),
+        "architecture": doc.get("architecture", ""),
+        "params": doc.get("params", ""),
+        "size": inp.get("size", ""),
+        "color": {"gray": "grayscale (1 channel)", "rgb": "RGB (3 channels)"}.get(
+            inp.get("color"), inp.get("color", "")
+        ),
+        "align_size": doc.get("align_size", ""),
+        "scale": f"{scale:.8g}",
+        "offset": f"{offset:g}",
+        "unit_range": abs(scale - 1 / 255) < 1e-9 and offset == 0,
+        "training": doc.get("training", {}),
+        "generators": section_generators(doc),
+        "operating_point": section_operating_point(doc),
+        "data": section_data(doc, test["all"] if test else None, fairface),
+        "test": test,
+        "fairface": fairface,
+        "sources": section_sources(model_dir, fairface),
+        "curves": section_curves(model_dir, doc, out),
+        "fairness": fair,
+        "gap": face_found_gap(fairface, fair),
+        "warnings": cross_check(fairface, fair),
+        "explain": can_explain(model_dir),
+        "explain_layer": (doc.get("explain") or {}).get("layer", ""),
+        "comparison": section_comparison(comp_dir, out),
+        "calibration": section_calibration(model_dir, doc, test, out),
+        "robustness": section_robustness(model_dir),
+        "leave_out": section_leave_out(lso_runs, out),
+        "command": command,
+    }
+    return render(context, out)
+
+
+def _command(args) -> str:
+    parts = ["python", "-m", "training", "report", str(args.model_dir)]
+    for flag, value in (
+        ("--fairness", args.fairness),
+        ("--fairface-predictions", args.fairface_predictions),
+        ("--comparison", args.comparison),
+        *(("--leave-source-out", folder) for folder in args.leave_source_out or []),
+        ("--labels", args.labels),
+        ("--out", args.out),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _run(args) -> int:
+    out = args.out or args.model_dir
+    try:
+        written = build(
+            args.model_dir,
+            out,
+            args.fairness,
+            args.fairface_predictions,
+            args.comparison,
+            args.labels,
+            _command(args),
+            args.leave_source_out,
+        )
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="render the model card (MODEL_CARD.md and a self-contained MODEL_CARD.html)",
+        description="Render the model card of an exported model folder from its own files "
+        "(model.json, eval/metrics.csv, eval/predictions.csv, eval/roc_pr.png, training/*) and "
+        "the optional inputs below, which are copied (or summarised) into OUT/fairness, "
+        "OUT/fairface, OUT/comparison and OUT/leave-source-out first, so that "
+        "`report MODEL_DIR` alone re-renders the same card later. The HTML has its CSS inline "
+        "and every image as a data: URI (no script, no external load). A missing input makes "
+        "its section say 'not measured'.",
+    )
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="model folder of `export`")
+    p.add_argument(
+        "--fairness",
+        type=Path,
+        metavar="DIR",
+        help="a `fairness` audit folder (fairness.csv, fairness_groups.csv, fairness.png, ...)",
+    )
+    p.add_argument(
+        "--fairface-predictions",
+        type=Path,
+        metavar="CSV",
+        help="`python -m shared predict` CSV of FairFace val (all real photos)",
+    )
+    p.add_argument(
+        "--comparison", type=Path, metavar="DIR", help="a `compare` folder (comparison.csv, ...)"
+    )
+    p.add_argument(
+        "--leave-source-out",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="an `evaluate` output of the same recipe trained without a source, scored on the "
+        "test splits (metrics.csv, evaluation.json); repeat it, one per held-out source. Kept in "
+        "OUT/leave-source-out/<DIR's name>, which then holds these runs only; without it, the "
+        "runs kept in MODEL_DIR/leave-source-out are used",
+    )
+    p.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="FairFace labels (file,age,gender,race) for the no-face rate per group "
+        "(default ../shared/data/fairface/fairface_label_val.csv when present)",
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="where the card and copies go (MODEL_DIR)"
+    )
+    p.set_defaults(func=_run)
