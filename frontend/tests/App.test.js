@@ -366,3 +366,42 @@ describe('App collecting feedback', () => {
     expect(feedbackPosts().at(-1).init.body.get('token')).toBe('b-0.sig')
   })
 })
+
+describe('App with a two-view model', () => {
+  const TWO_VIEW_HEALTH = {
+    ...HEALTH,
+    model: {
+      ...HEALTH.model,
+      views: [
+        { name: 'cnn', title: 'Face network', detail: 'EfficientNet-Lite0 trained on aligned faces' },
+        { name: 'clip', title: 'CLIP', detail: 'OpenAI CLIP ViT-B/16 image features, frozen, with a fitted head' },
+      ],
+      fusion: 'The two are averaged.',
+    },
+  }
+  const TWO_VIEW_FACES = {
+    ...TWO_FACES,
+    faces: [
+      { ...TWO_FACES.faces[0], views: { clip: 0.97, cnn: 0.42 }, views_disagree: true },
+      { ...TWO_FACES.faces[1], views: { clip: 0.08, cnn: 0.2 }, views_disagree: false },
+    ],
+  }
+
+  it('titles each card’s views from health and says so in the model note', async () => {
+    server.fetchMock.mockImplementation((url, init) => {
+      if (url === '/api/health') return Promise.resolve(json(200, TWO_VIEW_HEALTH))
+      return new Promise((resolve) => server.pending.push({ url, init, resolve }))
+    })
+    const app = mount(App)
+    await flushPromises()
+    expect(app.find('.model-views').text()).toContain('It looks at every face two ways: Face network (')
+    await pickFile(app, photo())
+    server.pending[0].resolve(json(200, TWO_VIEW_FACES))
+    await flushPromises()
+    const cards = app.findAll('.face-card')
+    expect(cards[0].findAll('.view-score').map((li) => li.text())).toEqual(['Face network: 42%', 'CLIP: 97%'])
+    expect(cards[0].find('.views-disagree').exists()).toBe(true)
+    expect(cards[1].findAll('.view-score').map((li) => li.text())).toEqual(['Face network: 20%', 'CLIP: 8%'])
+    expect(cards[1].find('.views-disagree').exists()).toBe(false)
+  })
+})

@@ -116,3 +116,43 @@ describe('FaceCard feedback question', () => {
     expect(c.find('.feedback input[type="checkbox"]').element.checked).toBe(false)
   })
 })
+
+describe('FaceCard views of a two-view model', () => {
+  const MODEL_VIEWS = [
+    { name: 'cnn', title: 'Face network', detail: 'EfficientNet-Lite0 trained on aligned faces' },
+    { name: 'clip', title: 'CLIP', detail: 'OpenAI CLIP ViT-B/16 image features, frozen, with a fitted head' },
+  ]
+  const twoView = (extra = {}) => face({ p_fake: 0.64, views: { clip: 0.81, cnn: 0.12 }, views_disagree: true, ...extra })
+  const mountCard = (f, modelViews = MODEL_VIEWS) =>
+    mount(FaceCard, { props: { face: f, index: 0, threshold: 0.5, modelViews } })
+  const items = (c) => c.findAll('.view-scores li').map((li) => li.text())
+
+  it('lists each view’s own chance of fake, titled and ordered as health lists them', () => {
+    const c = mountCard(twoView({ views_disagree: false }))
+    expect(c.find('.view-scores-lead').text()).toBe('Chance of fake, each view alone:')
+    expect(items(c)).toEqual(['Face network: 12%', 'CLIP: 81%'])
+    // The list is named by the line above it, for a screen reader.
+    const list = c.find('.view-scores ul')
+    expect(list.attributes('aria-labelledby')).toBe(c.find('.view-scores-lead').attributes('id'))
+    // The combined answer stays the bar's.
+    expect(c.find('.pbar-value').text()).toBe('64%')
+  })
+
+  it('falls back to the keys when health does not name the views', () => {
+    expect(items(mountCard(twoView(), null))).toEqual(['clip: 81%', 'cnn: 12%'])
+  })
+
+  it('says the views disagree only when the server says so', () => {
+    const note = 'The two views disagree about this face; the answer above combines them.'
+    expect(mountCard(twoView()).find('.views-disagree').text()).toBe(note)
+    expect(mountCard(twoView({ views_disagree: false })).find('.views-disagree').exists()).toBe(false)
+    expect(mountCard(twoView({ views_disagree: undefined })).find('.views-disagree').exists()).toBe(false)
+  })
+
+  it('shows no views line for a one-view face', () => {
+    const c = mountCard(face())
+    expect(c.find('.view-scores').exists()).toBe(false)
+    expect(c.text()).not.toContain('each view alone')
+    expect(c.text()).not.toContain('disagree')
+  })
+})

@@ -78,4 +78,34 @@ describe('ModelNote', () => {
       expect(mount(ModelNote, { props: { model } }).find('.model-scope').exists()).toBe(false)
     })
   })
+  describe('a model that looks at each face two ways', () => {
+    const VIEWS = [
+      { name: 'cnn', title: 'Face network', detail: 'EfficientNet-Lite0 trained on aligned faces' },
+      { name: 'clip', title: 'CLIP', detail: 'OpenAI CLIP ViT-B/16 image features, frozen, with a fitted head' },
+    ]
+    const FUSION = 'The two probabilities are averaged in logit space, with weights fitted on validation photos.'
+
+    it('names both views and how they are combined', () => {
+      const note = mount(ModelNote, { props: { model: { ...MODEL, views: VIEWS, fusion: FUSION } } })
+      expect(note.find('.model-views').text()).toBe(
+        'It looks at every face two ways: Face network (EfficientNet-Lite0 trained on aligned faces) and CLIP (OpenAI CLIP ViT-B/16 image features, frozen, with a fitted head). ' +
+          FUSION,
+      )
+    })
+
+    it('leaves the fusion sentence out when health has none', () => {
+      const note = mount(ModelNote, { props: { model: { ...MODEL, views: VIEWS } } })
+      expect(note.find('.model-views').text()).toBe(
+        'It looks at every face two ways: Face network (EfficientNet-Lite0 trained on aligned faces) and CLIP (OpenAI CLIP ViT-B/16 image features, frozen, with a fitted head).',
+      )
+    })
+
+    it('says nothing of views for a one-view model', () => {
+      for (const model of [MODEL, { ...MODEL, views: null }, { ...MODEL, views: [VIEWS[0]] }]) {
+        const note = mount(ModelNote, { props: { model } })
+        expect(note.find('.model-views').exists()).toBe(false)
+        expect(note.text()).not.toContain('two ways')
+      }
+    })
+  })
 })
