@@ -158,9 +158,8 @@ def _valid_calibration(
     that maximises balanced accuracy there: a small or short run can rank well (high AUC) yet
     sit off-centre; picking the cut on validation data (never test) keeps the call balanced
     between classes. `threshold` "reals" is the lowest cut that calls at most `false_alarm` of
-    the validation reals fake, each real source weighing the same: a promise to real people
-    that a person can check, where balanced accuracy would trade their false alarms for
-    catches."""
+    every real validation source's photos fake: a promise to real people that a person can
+    check, where balanced accuracy would trade their false alarms for catches."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from shared.model import calibrate
@@ -196,8 +195,8 @@ def _valid_calibration(
             raise DataError(f"--threshold reals: {exc}.") from None
         balanced = float(balanced_accuracy_score(y, (p >= cut).astype(int)))
         rule = (
-            f"at most {false_alarm:.0%} of validation real photos called fake, each real source "
-            "weighing the same"
+            f"at most {false_alarm:.0%} of the validation real photos of every real collection "
+            "called fake"
         )
     else:
         cut = float(threshold)
@@ -473,8 +472,8 @@ def register(sub) -> None:
         default=0.5,
         help="P(fake) at or above which serving says fake: a number (0.5); `valid`: the cut "
         "that maximises balanced accuracy on the run's validation split; `reals`: the lowest "
-        "cut that calls at most --false-alarm of the validation reals fake, each real source "
-        "weighing the same (model.json operating_point says so, with each source's rates)",
+        "cut that calls at most --false-alarm of every real validation source's photos fake "
+        "(model.json operating_point says so, with each source's rates)",
     )
     p.add_argument(
         "--false-alarm",

@@ -49,7 +49,7 @@ SELECTION_RULE = (
 # Screens: short runs exported at the operating point (`export --threshold reals`).
 OPERATING_RULE = (
     "highest mean catch rate over the validation split's fake sources at the operating point "
-    "(at most 2 % of validation reals called fake, each real source weighing the same); a tie "
+    "(at most 2 % of every real validation source's photos called fake); a tie "
     "goes to the lower validation loss"
 )
 RULES = {"roc-auc": SELECTION_RULE, "operating": OPERATING_RULE}
@@ -166,7 +166,7 @@ def read_operating_point(run: Path) -> tuple[dict, list[str]]:
         raise CompareError(f"{path}: operating_point lacks a fake or a real source.")
     values = {
         "op_threshold": float(threshold),
-        "op_false_alarm": sum(called.values()) / len(called),
+        "op_false_alarm": max(called.values()),
         "op_mean_catch": sum(caught.values()) / len(caught),
         **{f"caught_{s}": v for s, v in caught.items()},
     }
@@ -296,9 +296,9 @@ def _md_operating(rows: list[dict]) -> tuple[list[str], list[str], list[str]]:
         "# Training recipes compared at the operating point",
         "",
         "Each run's exported operating point (model/model.json): the threshold at which at most "
-        "2 % of the validation split's reals are called fake, each real source weighing the "
-        "same. False alarm: the mean share of reals called fake over the real sources; catch: "
-        "the share of a fake source's validation fakes called fake, and their mean.",
+        "2 % of every real source's validation photos are called fake. False alarm: the worst "
+        "real source's share called fake; catch: the share of a fake source's validation fakes "
+        "called fake, and their mean.",
     ]
     return intro, head, [*cols, "train_seconds"]
 
