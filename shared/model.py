@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import clip
 from .errors import ExplainUnavailable, ModelUnavailable
 
 FORMAT = 1
@@ -121,8 +122,38 @@ def to_input(aligned: Image.Image, spec: ModelSpec) -> np.ndarray:
     return arr * np.float32(spec.scale) + np.float32(spec.offset)
 
 
+@dataclass(frozen=True)
+class Scores:
+    """A batch of faces as the model judged them: `p_fake` is the answer (both views combined
+    when the model has two), `views` each view's own P(fake) (None for a one-view model), and
+    `inputs` what the CNN saw (crops and Grad-CAM draw on it)."""
+
+    inputs: np.ndarray
+    p_fake: np.ndarray
+    views: dict[str, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class ClipView:
+    """The second view (shared.clip) and how its answer joins the CNN's, from model.json."""
+
+    encoder: clip.Encoder
+    head: clip.LinearHead
+    fusion: clip.Fusion
+
+    @classmethod
+    def load(cls, model_dir: Path, doc: dict, threads: int | None) -> ClipView:
+        enc = doc["clip"]["encoder"]
+        return cls(
+            clip.Encoder(model_dir / enc["file"], enc["sha256"], threads),
+            clip.LinearHead.from_json(doc["clip"]["head"]),
+            clip.Fusion.from_json(doc["fusion"]),
+        )
+
+
 class Model:
-    """A LiteRT interpreter plus its spec. One interpreter is not thread-safe: calls are locked."""
+    """A LiteRT interpreter plus its spec, and the CLIP view when model.json names one. One
+    interpreter is not thread-safe: calls are locked."""
 
     def __init__(self, model_dir: str | Path, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
@@ -153,6 +184,16 @@ class Model:
             self._explain = self._interp.get_signature_runner(explain["signature"])
             self._explain_in = next(iter(self._explain.get_input_details()))
         self._lock = threading.Lock()
+        views = self.spec.extra.get("views")
+        try:
+            self.clip = ClipView.load(self.dir, views, num_threads) if views else None
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"model.json's views in {self.dir} are not valid: {exc}"
+            raise ModelUnavailable(msg) from exc
+
+    @property
+    def view_names(self) -> tuple[str, ...]:
+        return ("cnn", "clip") if self.clip else ("cnn",)
 
     @property
     def can_explain(self) -> bool:
@@ -176,6 +217,28 @@ class Model:
         out = next(iter(out.values())).reshape(len(inputs), -1)[:, 0].copy()
         out = out if self.spec.positive_class == "fake" else 1.0 - out
         return calibrate(out, self.spec.temperature)
+
+    def score(self, faces: list[Image.Image]) -> Scores:
+        """Aligned faces (as `shared.faces` aligns them) -> each face's P(fake), by every view.
+        Serving and evaluation both call this, so a two-view answer is computed one way."""
+        inputs = np.stack([to_input(f, self.spec) for f in faces])
+        p_cnn = self.predict(inputs)
+        if self.clip is None:
+            return Scores(inputs, p_cnn)
+        rgb = np.stack([np.asarray(f.convert("RGB"), np.uint8) for f in faces])
+        return self.score_views(inputs, p_cnn, self.clip.encoder.features(rgb))
+
+    def score_views(
+        self, inputs: np.ndarray, p_cnn: np.ndarray, features: dict[str, np.ndarray]
+    ) -> Scores:
+        """The combined answer from the CNN's P(fake) and the CLIP features (`training fuse`
+        scores cached features through this, so its tables are what serving answers)."""
+        if self.clip is None:
+            raise ValueError(f"{self.spec.name} has one view: there is no CLIP head to score")
+        clip_logit = self.clip.head.logit(features)
+        fused = self.clip.fusion.logit(clip.logit(p_cnn), clip_logit)
+        views = {"cnn": p_cnn, "clip": clip.sigmoid(clip_logit)}
+        return Scores(inputs, clip.sigmoid(fused), views)
 
     def explain(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """One `to_input` array (H,W,C) -> P(fake), the last conv block's activations (h, w, k)

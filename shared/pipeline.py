@@ -20,7 +20,7 @@ from .align import face_quad
 from .errors import Busy, NoFace
 from .fetch import fetch_image
 from .images import Source, fit_within
-from .model import Model, to_input
+from .model import Model
 from .settings import Settings
 
 PREVIEW_SIDE = 640
@@ -87,6 +87,13 @@ def locate_faces(
     return decoded, aligned
 
 
+def view_scores(views: dict[str, float]) -> dict:
+    """Each view's own P(fake), and whether they disagree: one alone would say likely fake
+    (>= 0.5), the other likely real. The page shows both, so a person sees a split verdict."""
+    said = {p >= 0.5 for p in views.values()}
+    return {"views": {k: round(p, 6) for k, p in views.items()}, "views_disagree": len(said) > 1}
+
+
 def data_url(img: Image.Image, fmt: str = "PNG") -> str:
     buf = io.BytesIO()
     img.save(buf, format=fmt, optimize=True, **({"quality": 80} if fmt == "JPEG" else {}))
@@ -114,18 +121,19 @@ def analyze(
         model.require_explain()  # before any work is done
     src = Source(data, settings.max_bytes, settings.max_pixels, settings.max_decode_bytes)
     decoded, found = locate_faces(src, spec.align_size, watch, settings.max_faces)
-    inputs = np.stack([to_input(f.aligned, spec) for f in found])
-    p_fake = model.predict(inputs)
+    scores = model.score([f.aligned for f in found])
     watch.lap("predict")
     faces = []
     sha256 = hashlib.sha256(data).hexdigest() if signer else ""
-    for face, p, x in zip(found, p_fake, inputs, strict=True):
+    for i, (face, p, x) in enumerate(zip(found, scores.p_fake, scores.inputs, strict=True)):
         x0, y0, w, h = face.box
         item = {
             "box": {"x": x0, "y": y0, "w": w, "h": h},
             "p_fake": round(float(p), 6),
             "label": model.label(float(p)),
         }
+        if scores.views:
+            item.update(view_scores({k: float(v[i]) for k, v in scores.views.items()}))
         if crops or explain:  # what the model saw, back in 8-bit pixels
             pixels = np.clip(np.rint((x - spec.offset) / spec.scale), 0, 255).astype(np.uint8)
         if crops:

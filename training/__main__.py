@@ -10,6 +10,7 @@ COMMANDS = {
     "train": "training.train",
     "evaluate": "training.evaluation.evaluate",
     "export": "training.export",
+    "fuse": "training.views.fuse",
     "fairness": "training.fairness.audit",
     "falsify": "training.falsify.run",
     "compare": "training.evaluation.compare",

