@@ -7,7 +7,7 @@ MODEL   ?= models/default
 DATA    ?= ../shared/data
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model evaluate leave-source-out learning-curve paper-model card compare screen fairness bench clean help
+.PHONY: serve test lint pytest frontend-test model views evaluate leave-source-out learning-curve paper-model card compare screen fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -93,8 +93,9 @@ PAPER_RECIPE ?= --model vgg10 --size 128 --color gray --epochs 20
 
 model: $(ALIGNED:%=%/prepare.json)  ## retrain, export, evaluate, audit models/default, write its card (~1 h 40 min)
 	$(BIN)/python -m training train $(ALIGNED:%=--data %) $(RECIPE) --out runs/default $(if $(wildcard runs/default/last.keras),--resume)
-	$(BIN)/python -m training export runs/default --out models/default --name $(MODEL_NAME) \
+	$(BIN)/python -m training export runs/default --out runs/default/cnn --name $(MODEL_NAME) \
 		--threshold reals
+	$(MAKE) views CNN=runs/default/cnn
 	$(MAKE) evaluate MODEL=models/default
 	mkdir -p models/default/training
 	cp runs/default/history.csv runs/default/accuracy.png runs/default/loss.png \
@@ -104,6 +105,20 @@ model: $(ALIGNED:%=%/prepare.json)  ## retrain, export, evaluate, audit models/d
 evaluate: $(ALIGNED:%=%/prepare.json)  ## $(MODEL) on every source's test split, and degraded copies
 	$(BIN)/python -m training evaluate --model $(MODEL) $(ALIGNED:%=--data %) --split test \
 		--by dataset --robustness --out $(MODEL)/eval
+
+# The second view: CLIP features of every prepared face (cached beside it), a head on them and
+# its fusion with the CNN -> models/default, with the views side by side on the test splits
+# (models/default/views/views.md); then the CLIP view refitted without each generator in turn.
+CNN ?= runs/default/cnn
+VIEW_LEFT_OUT ?= stable-diffusion stylegan2-unsplash
+views: $(ALIGNED:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/default (~25 min)
+	$(BIN)/python -m training fuse --cnn $(CNN) $(ALIGNED:%=--data %) --out models/default
+	for s in $(VIEW_LEFT_OUT); do \
+		$(BIN)/python -m training fuse --cnn $(CNN) $(ALIGNED:%=--data %) --leave-out $$s \
+			--out runs/views-leave-$$s-out --quiet || exit 1; \
+		mkdir -p models/default/views/leave-$$s; \
+		cp runs/views-leave-$$s-out/views/views.json models/default/views/leave-$$s/; \
+	done
 
 # Leave one generator out, the standing protocol: the shipped recipe trained on every source but
 # one fake source, exported at its own operating point (--threshold reals), then scored on

@@ -7,8 +7,9 @@ import pytest
 
 from tests.conftest import ROOT
 
-# The stated budget for the published tree (code, model, built page), without packages.
-MAX_PUBLISH_MB = 30
+# The stated budget for the published tree (code, the CNN, the CLIP encoder's 85.5 MiB, the built
+# page), without packages.
+MAX_PUBLISH_MB = 120
 
 
 def spec() -> pathspec.PathSpec:
@@ -44,6 +45,7 @@ def repo_files() -> list[str]:
         "shared/api.py",
         "models/default/model.tflite",
         "models/default/model.json",
+        "models/default/clip_encoder.int8.onnx",
         "models/default/MODEL_CARD.html",
         "frontend/dist/index.html",
         "frontend/dist/assets/index-abc123.js",

@@ -28,6 +28,7 @@ from .stage import (
     stage_folder,
     stage_leave_out,
 )
+from .views import section_views
 
 # ../shared/data beside the repository, as everywhere else in the project.
 DEFAULT_LABELS = (
@@ -123,6 +124,7 @@ def build(
         "calibration": section_calibration(model_dir, doc, test, out),
         "robustness": section_robustness(model_dir),
         "leave_out": section_leave_out(lso_runs, out),
+        "views": section_views(model_dir, doc),
         "command": command,
     }
     return render(context, out)
