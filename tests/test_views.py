@@ -221,3 +221,18 @@ def test_two_views_over_http(two_view, images, tmp_path):
         assert face["p_fake"] == pytest.approx(float(clip.sigmoid(z)), abs=1e-3)
     finally:
         host.stop()
+
+
+def test_fuse_refits_a_two_view_model_from_its_cnn(two_view, prepared, tmp_path):
+    """A shipped two-view model can be refitted (features are cached): its CNN is the start,
+    not the fused model, so names and training notes do not pile up."""
+    from training.__main__ import main
+
+    args = ["fuse", "--cnn", str(two_view), "--out", str(tmp_path / "again"), "--quiet"]
+    args += ["--encoder", str(_encoder()), *(a for f in prepared for a in ("--data", str(f)))]
+    assert main(args) == 0
+    first = json.loads((two_view / "model.json").read_text())
+    again = json.loads((tmp_path / "again" / "model.json").read_text())
+    assert again["name"] == first["name"] == "tiny-test+clip-vitb16"
+    assert again["trained_on"].count("CLIP head") == 1
+    assert again["views"]["cnn"] == first["views"]["cnn"]

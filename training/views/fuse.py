@@ -66,8 +66,10 @@ def load_faces(
 
 
 def _cnn_doc(cnn_dir: Path) -> dict:
+    """The CNN's model.json; of a two-view model, its CNN's (refitting starts from that alone)."""
     doc = json.loads((cnn_dir / SPEC_FILE).read_text())
-    doc.pop("views", None)  # refitting a two-view model starts from its CNN alone
+    cnn = doc.pop("views", {}).get("cnn", {})
+    doc.update({k: cnn[k] for k in ("name", "version", "trained_on") if k in cnn})
     return doc
 
 
@@ -86,6 +88,7 @@ def write_model(
             "detail": f"{doc.get('architecture', doc['name'])} trained on aligned faces",
             "name": doc["name"],
             "version": doc["version"],
+            "trained_on": doc.get("trained_on", ""),
         },
         "clip": {
             "title": CLIP_TITLE,
