@@ -61,6 +61,8 @@ test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest i
 # three generators (StyleGAN 140k, StyleGAN2, Stable Diffusion 2.1) and four real collections.
 ALIGNED := runs/aligned-140k runs/aligned-su runs/aligned-sd runs/aligned-rp \
 	runs/aligned-fairface-train
+# What the views and evaluation score: the training sources' test splits and FairFace val.
+SCORED := $(ALIGNED) runs/aligned-fairface-val
 
 runs/aligned-140k/prepare.json: | $(VENV)/.test
 	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
@@ -82,6 +84,14 @@ runs/aligned-fairface-train/prepare.json: | $(VENV)/.test
 	cp $(DATA)/fairface/fairface_label_train.csv runs/fairface-train-src/
 	$(BIN)/python -m training prepare runs/fairface-train-src runs/aligned-fairface-train
 
+# FairFace val: all real, all "test" (prepare's reading of FairFace), never trained on nor used
+# for validation; in the test tables it is a fourth real collection (and the audit's photos).
+runs/aligned-fairface-val/prepare.json: | $(VENV)/.test
+	mkdir -p runs/fairface-val-src
+	ln -sfn $(abspath $(DATA))/fairface/val runs/fairface-val-src/val
+	cp $(DATA)/fairface/fairface_label_val.csv runs/fairface-val-src/
+	$(BIN)/python -m training prepare runs/fairface-val-src runs/aligned-fairface-val
+
 # The shipped recipe: EfficientNet-Lite0 from its ImageNet weights, 160² colour, every source
 # and class weighing the same, heavy JPEG/blur/resize augmentation (README: how it was chosen;
 # the real-world photo augmentations --tone/--noise/--border lost their screen).
@@ -102,8 +112,8 @@ model: $(ALIGNED:%=%/prepare.json)  ## retrain, export, evaluate, audit models/d
 		runs/default/config.json models/default/training/
 	$(MAKE) fairness card
 
-evaluate: $(ALIGNED:%=%/prepare.json)  ## $(MODEL) on every source's test split, and degraded copies
-	$(BIN)/python -m training evaluate --model $(MODEL) $(ALIGNED:%=--data %) --split test \
+evaluate: $(SCORED:%=%/prepare.json)  ## $(MODEL) on every source's test split, and degraded copies
+	$(BIN)/python -m training evaluate --model $(MODEL) $(SCORED:%=--data %) --split test \
 		--by dataset --robustness --out $(MODEL)/eval
 
 # The second view: CLIP features of every prepared face (cached beside it), a head on them and
@@ -111,10 +121,10 @@ evaluate: $(ALIGNED:%=%/prepare.json)  ## $(MODEL) on every source's test split,
 # (models/default/views/views.md); then the CLIP view refitted without each generator in turn.
 CNN ?= runs/default/cnn
 VIEW_LEFT_OUT ?= stable-diffusion stylegan2-unsplash
-views: $(ALIGNED:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/default (~25 min)
-	$(BIN)/python -m training fuse --cnn $(CNN) $(ALIGNED:%=--data %) --out models/default
+views: $(SCORED:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/default (~25 min)
+	$(BIN)/python -m training fuse --cnn $(CNN) $(SCORED:%=--data %) --out models/default
 	for s in $(VIEW_LEFT_OUT); do \
-		$(BIN)/python -m training fuse --cnn $(CNN) $(ALIGNED:%=--data %) --leave-out $$s \
+		$(BIN)/python -m training fuse --cnn $(CNN) $(SCORED:%=--data %) --leave-out $$s \
 			--out runs/views-leave-$$s-out --quiet || exit 1; \
 		mkdir -p models/default/views/leave-$$s; \
 		cp runs/views-leave-$$s-out/views/views.json models/default/views/leave-$$s/; \

@@ -107,6 +107,7 @@ class LinearHead:
 
     def to_json(self) -> dict:
         return {
+            "kind": "linear",
             "feature": self.feature,
             "coef": [float(c) for c in self.coef],
             "intercept": float(self.intercept),
@@ -117,6 +118,52 @@ class LinearHead:
         if doc["feature"] not in FEATURES:
             raise ValueError(f"CLIP head feature {doc['feature']!r} is not one of {FEATURES}")
         return cls(doc["feature"], np.asarray(doc["coef"], np.float64), float(doc["intercept"]))
+
+
+@dataclass(frozen=True)
+class MlpHead:
+    """A bag of small MLPs on standardised features, their logits averaged: each is one hidden
+    ReLU layer, logit_k = relu(z W1[k] + b1[k]) · w2[k] + b2[k], z = (features - mean) / scale.
+    Its arrays live in their own file beside model.json (K × 768 × 256 weights are too many for
+    JSON), whose SHA-256 model.json records."""
+
+    feature: str
+    mean: np.ndarray
+    scale: np.ndarray
+    w1: np.ndarray  # (K, D, H)
+    b1: np.ndarray  # (K, H)
+    w2: np.ndarray  # (K, H)
+    b2: np.ndarray  # (K,)
+
+    ARRAYS = ("mean", "scale", "w1", "b1", "w2", "b2")
+
+    def logit(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        z = (features[self.feature].astype(np.float64) - self.mean) / self.scale
+        hidden = np.maximum(np.einsum("nd,kdh->knh", z, self.w1) + self.b1[:, None], 0.0)
+        return (np.einsum("knh,kh->kn", hidden, self.w2) + self.b2[:, None]).mean(axis=0)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **{k: getattr(self, k) for k in self.ARRAYS})
+
+    @classmethod
+    def load(cls, path: Path, feature: str) -> MlpHead:
+        with np.load(path) as z:
+            return cls(feature, **{k: z[k].astype(np.float64) for k in cls.ARRAYS})
+
+
+def load_head(model_dir: Path, doc: dict) -> LinearHead | MlpHead:
+    """model.json's `views.clip.head`: a linear head inline, or an MLP head in its own file,
+    refused when that file is not the one fitted (its SHA-256)."""
+    if doc["feature"] not in FEATURES:
+        raise ValueError(f"CLIP head feature {doc['feature']!r} is not one of {FEATURES}")
+    if doc.get("kind", "linear") == "linear":
+        return LinearHead.from_json(doc)
+    path = Path(model_dir) / doc["file"]
+    if not path.is_file() or sha256_of(path) != doc["sha256"]:
+        raise ModelUnavailable(
+            f"The CLIP head {path} is missing or not the file this model was fitted with."
+        )
+    return MlpHead.load(path, doc["feature"])
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class ClipView:
     """The second view (shared.clip) and how its answer joins the CNN's, from model.json."""
 
     encoder: clip.Encoder
-    head: clip.LinearHead
+    head: clip.LinearHead | clip.MlpHead
     fusion: clip.Fusion
 
     @classmethod
@@ -146,7 +146,7 @@ class ClipView:
         enc = doc["clip"]["encoder"]
         return cls(
             clip.Encoder(model_dir / enc["file"], enc["sha256"], threads),
-            clip.LinearHead.from_json(doc["clip"]["head"]),
+            clip.load_head(model_dir, doc["clip"]["head"]),
             clip.Fusion.from_json(doc["fusion"]),
         )
 

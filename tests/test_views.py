@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,38 @@ def test_fuse_refits_a_two_view_model_from_its_cnn(two_view, prepared, tmp_path)
     assert again["name"] == first["name"] == "tiny-test+clip-vitb16"
     assert again["trained_on"].count("CLIP head") == 1
     assert again["views"]["cnn"] == first["views"]["cnn"]
+
+
+def test_an_mlp_head_serves_what_scikit_learn_fitted_and_refuses_another_file(tmp_path):
+    """The MLP head's arrays leave scikit-learn for a file serving reads with numpy alone: the
+    same logits, and a file that differs from the one recorded is refused."""
+    from sklearn.neural_network import MLPClassifier
+
+    from shared import clip
+    from shared.errors import ModelUnavailable
+    from training.data.pipeline import cell_weights
+    from training.views.fit import Faces, fit_mlp
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 768)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(float)
+    rows = [{"dataset": "a" if i % 2 else "b"} for i in range(120)]
+    faces = Faces(rows, y, {"patch_mean": x, "embed": np.zeros((120, 512), np.float32)})
+    head = fit_mlp(faces, "patch_mean", 0.1, seeds=(0, 1))
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    logits = []
+    for seed in (0, 1):  # the bag's logits are the mean of its members'
+        ref = MLPClassifier((256,), alpha=0.1, max_iter=300, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref.fit(z.astype(np.float32), y, sample_weight=cell_weights(rows, y))
+        logits.append(clip.logit(ref.predict_proba(z.astype(np.float32))[:, 1]))
+    np.testing.assert_allclose(head.logit(faces.features), np.mean(logits, axis=0), atol=1e-3)
+
+    head.save(tmp_path / "clip_head.npz")
+    doc = {"kind": "mlp", "feature": "patch_mean", "file": "clip_head.npz"}
+    doc["sha256"] = clip.sha256_of(tmp_path / "clip_head.npz")
+    again = clip.load_head(tmp_path, doc)
+    np.testing.assert_array_equal(again.logit(faces.features), head.logit(faces.features))
+    with pytest.raises(ModelUnavailable, match="not the file this model was fitted with"):
+        clip.load_head(tmp_path, {**doc, "sha256": "0" * 64})

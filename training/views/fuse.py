@@ -22,12 +22,16 @@ from ..data.datasets import DataError, read_prepared, source_of, usable
 from ..data.pipeline import cached_pixels
 from ..evaluation.calibration import ece, false_alarm_threshold
 from .features import ENCODER_PACKAGE, cached_features, packaged_encoder
-from .fit import Faces, fit_fusion, fit_head
+from .fit import Faces, fit_views
 from .measure import compare_views, markdown
 
 ENCODER_FILE = "clip_encoder.int8.onnx"
+HEAD_FILE = "clip_head.npz"
 CLIP_TITLE = "CLIP"
-CLIP_DETAIL = "OpenAI CLIP ViT-B/16 image features (frozen) with a linear head fitted here"
+CLIP_DETAIL = (
+    "OpenAI's general image model CLIP ViT-B/16, unchanged, with a small classifier trained on "
+    "real and generated faces"
+)
 FUSION_RULE = (
     "The answer weighs the two views as they did best together on photos set aside for "
     "checking (a logistic regression on their scores), so its chance stays calibrated"
@@ -85,7 +89,8 @@ def write_model(
     doc["views"] = {
         "cnn": {
             "title": "Face network",
-            "detail": f"{doc.get('architecture', doc['name'])} trained on aligned faces",
+            "detail": f"a network ({doc.get('architecture', doc['name'])}) trained on real and "
+            "generated faces",
             "name": doc["name"],
             "version": doc["version"],
             "trained_on": doc.get("trained_on", ""),
@@ -102,12 +107,28 @@ def write_model(
                 "licence": "MIT (OpenAI CLIP weights)",
                 "crop": f"central {clip.CROP}² of the aligned face, not resized",
             },
-            "head": head.to_json(),
+            "head": _head_doc(head, out),
         },
         "fusion": {**fusion.to_json(), "rule": FUSION_RULE},
     }
     doc.update(extra)
     (out / SPEC_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _head_doc(head, out: Path) -> dict:
+    """A linear head inline; an MLP head's arrays in their own file, its SHA-256 here."""
+    if isinstance(head, clip.LinearHead):
+        (out / HEAD_FILE).unlink(missing_ok=True)  # an earlier fit's MLP, now unused
+        return head.to_json()
+    head.save(out / HEAD_FILE)
+    return {
+        "kind": "mlp",
+        "feature": head.feature,
+        "hidden": int(head.w1.shape[2]),
+        "bag": int(head.w1.shape[0]),
+        "file": HEAD_FILE,
+        "sha256": clip.sha256_of(out / HEAD_FILE),
+    }
 
 
 def _scores(model: Model, faces: Faces) -> dict[str, np.ndarray]:
@@ -147,10 +168,9 @@ def fuse(args) -> int:
     test = load_faces(prepared, "test", encoder, sha, cnn, set(), args.quiet)
     say(f"fuse: {len(train)} training, {len(valid)} validation, {len(test)} test faces")
     try:
-        head, tried = fit_head(train, valid, args.feature, args.false_alarm)
+        head, fusion, tried = fit_views(train, valid, args.feature, args.false_alarm)
     except ValueError as exc:  # e.g. no real photo in the validation split
         raise DataError(f"the CLIP head cannot be chosen on the validation split: {exc}") from None
-    fusion = fit_fusion(valid, head.logit(valid.features))
     trained_on = sorted({source_of(r) for r in train.rows})
     write_model(out, cnn_dir, encoder_file, sha, head, fusion, {})
     p_valid = _scores(Model(out), valid)

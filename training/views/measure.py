@@ -36,6 +36,9 @@ def source_rates(faces: Faces, p: np.ndarray, cut: float) -> dict[str, dict]:
                 auc_vs_every_real=_auc(y[both], p[both]) if real.any() else None,
             )
         mine = (src == name) & real
+        if fake.any() and mine.any():
+            own = fake | mine
+            row["auc_vs_own_reals"] = _auc(y[own], p[own])
         if mine.any():
             row.update(reals=int(mine.sum()), kept=float(np.mean(p32[mine] < cut32)))
         out[name] = row
@@ -132,4 +135,11 @@ def markdown(table: dict, title: str, strict: float = 0.01) -> str:
         + " | ".join(_pct(table[v]["strict"]["worst_false_alarm"]) for v in views)
         + " |"
     )
+    own = [s for s in fakes if table[views[0]]["operating"][s].get("auc_vs_own_reals") is not None]
+    if own:
+        lines += ["", "ROC-AUC of a generator's fakes against its own collection's reals:", ""]
+        lines += [head, rule]
+        for s in own:
+            cells = [_f3(table[v]["operating"][s]["auc_vs_own_reals"]) for v in views]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

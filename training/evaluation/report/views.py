@@ -64,6 +64,18 @@ def strict_table(test: dict) -> dict:
     return table(["fakes caught", *(VIEWS[v] for v in views)], rows)
 
 
+def own_auc_table(test: dict) -> dict | None:
+    """ROC-AUC of each generator's fakes against the reals of their own collection."""
+    views = [v for v in VIEWS if v in test]
+    first = test[views[0]]["operating"]
+    rows = [
+        [s, *(_f3(test[v]["operating"][s]["auc_vs_own_reals"]) for v in views)]
+        for s in sorted(first)
+        if first[s].get("auc_vs_own_reals") is not None
+    ]
+    return table(["fakes vs own reals", *(VIEWS[v] for v in views)], rows) if rows else None
+
+
 def leave_out_table(runs: list[Path]) -> dict | None:
     """The CLIP view trained without one generator: its fakes ranked against every real."""
     rows = []
@@ -79,6 +91,15 @@ def leave_out_table(runs: list[Path]) -> dict | None:
     return table(["left out", "its test fakes", "ROC-AUC vs every real", "caught"], rows)
 
 
+def _head_words(head: dict) -> str:
+    if head.get("kind") == "mlp":
+        return (
+            f"a small MLP head (the average of {head.get('bag', 1)} MLPs of one hidden layer of "
+            f"{head['hidden']} ReLUs, `{head['file']}`)"
+        )
+    return "a linear head (logistic regression)"
+
+
 def section_views(model_dir: Path, doc: dict) -> dict | None:
     views = doc.get("views")
     summary = model_dir / "views" / "views.json"
@@ -90,10 +111,13 @@ def section_views(model_dir: Path, doc: dict) -> dict | None:
     return {
         "encoder": enc,
         "feature": views["clip"]["head"]["feature"],
+        "head": _head_words(views["clip"]["head"]),
+        "tried": data.get("heads_tried", []),
         "fusion": f"{weights['cnn']:.3f} × CNN logit + {weights['clip']:.3f} × CLIP logit "
         f"{views['fusion']['intercept']:+.3f}",
         "counts": data["counts"],
         "operating": operating_table(data["test"]),
         "strict": strict_table(data["test"]),
+        "own_auc": own_auc_table(data["test"]),
         "leave_out": leave_out_table(sorted((model_dir / "views").glob("leave-*/views.json"))),
     }
