@@ -140,6 +140,19 @@ def test_sixteen_bit_gray_photo_finds_its_face(live_host, images):
     assert resp.status_code == 200, resp.text
 
 
+@pytest.mark.parametrize("size", [(32832, 48), (2, 5000)])
+def test_very_thin_image_is_not_500(live_host, size):
+    """Regression (bench/fuzz.py, issue 25): a GIF whose header said 32832×48 was box-reduced
+    by a factor above its height before detection, an empty box (ValueError, a 500)."""
+    resp = requests.post(
+        live_host + "/api/predict",
+        data=encode(Image.new("RGB", size, (120, 90, 60)), "PNG"),
+        headers={"Content-Type": "image/png"},
+        timeout=30,
+    )
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "no_face", resp.text
+
+
 @pytest.mark.parametrize("method", ["DELETE", "OPTIONS", "PUT"])
 def test_local_hosts_405_is_json_with_security_headers(live_host, method):
     status, headers, body = raw_request(live_host, method, "/api/predict", {}, b"")
