@@ -3,7 +3,8 @@ ordinary requests.
 
 Issue 11: a 190 KB PNG declaring 7000×7000 RGBA took the worker to 1.1 GB, and after a few
 such requests 3.7 GB stayed resident. Each image below is sent 5 times, then 4 at once; the
-serving process's peak RSS (VmHWM) must stay ≤ 500 MB and its RSS afterwards ≤ 350 MB.
+serving process's peak RSS (VmHWM) may rise at most 350 MB above its RSS once started with the
+model loaded, and stay within 1 GB whatever the model; its RSS afterwards at most 150 MB above.
 
 Issue 25: RSS climbed ~50 KB a request under steady load (156 MB to 1.1 GB in 20,000), because
 yuface's wrapper leaked YuNet's 36 KB result buffer on every call. Hundreds of requests in a
@@ -25,11 +26,16 @@ from tests.conftest import ROOT, LocalHost
 from tests.test_images import huge_png
 
 MODEL = ROOT / "models" / "default"
-PEAK_MB, AFTER_MB = 500, 350
+# What hostile images may add to a started host: the model's own size is not theirs (the
+# one-view model starts at ~150 MB, peak +291, after +52; with the CLIP view ~270 MB, +311, +73).
+PEAK_ADDED_MB, AFTER_ADDED_MB = 350, 150
+# Whatever the model: a 1.5 GB Consumption plan instance keeps a third free.
+PEAK_MB = 1000
 # Issue 25: requests sent one after another; RSS is read after WARMUP of them (glibc's arenas,
 # LiteRT's and dlib's buffers have reached their size by then) and after all. The leak added
-# 36 KB a request at least (one YuNet call), 11 MB over these 300; a flat host moves < 1 MB.
-WARMUP, REQUESTS = 100, 400
+# 36 KB a request at least (one YuNet call), 7 MB over these 200 (9.4 measured); a flat host
+# moves < 1 MB.
+WARMUP, REQUESTS = 100, 300
 GROWTH_MB = 4.0
 
 
@@ -85,8 +91,9 @@ def test_hostile_pngs_stay_within_the_memory_budget(tmp_path):
     lines = [f"{n}: {size / 1e6:.1f} MB file, {s} -> {m}" for n, size, s, m in report]
     summary = f"start {start}, after {after}\n" + "\n".join(lines)
     print(summary)
+    assert after["VmHWM"] - start["VmRSS"] <= PEAK_ADDED_MB, summary
     assert after["VmHWM"] <= PEAK_MB, summary
-    assert after["VmRSS"] <= AFTER_MB, summary
+    assert after["VmRSS"] - start["VmRSS"] <= AFTER_ADDED_MB, summary
 
 
 def steady_photos(images: dict[str, bytes]) -> list[bytes]:
