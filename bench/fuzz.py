@@ -14,7 +14,9 @@ makes the server fetch can leave the machine. Requests, 4 at a time, are drawn f
 It prints the status mix per family, every 5xx other than 501-504 (none is allowed; 503 busy
 and 502 fetch failed are answers), every error from /api/* that is not the JSON error shape
 {"error": {"code", "message"}}, whether the server is alive at the end, and its peak RSS
-(VmHWM). Exit 1 on any of those. Case i of seed s is the same on every run.
+(VmHWM). Exit 1 on any of those. Case i of seed s is the same request on every run, but for
+feedback tokens (signed afresh by each host, so a tampered one can fail another way) and the
+page's files (what odd paths find under frontend/dist).
 
     .venv/bin/python bench/fuzz.py [--requests 10000] [--seed 25] [--concurrency 4]
 """
