@@ -272,3 +272,20 @@ def test_an_mlp_head_serves_what_scikit_learn_fitted_and_refuses_another_file(tm
     np.testing.assert_array_equal(again.logit(faces.features), head.logit(faces.features))
     with pytest.raises(ModelUnavailable, match="not the file this model was fitted with"):
         clip.load_head(tmp_path, {**doc, "sha256": "0" * 64})
+
+
+def test_a_face_has_the_same_clip_features_alone_or_beside_others(aligned_astronaut):
+    """The encoder is dynamically quantised (activations scaled per call): batched, a face's
+    features would depend on its neighbours, and training (thousands of faces) would see other
+    features than serving (one photo's faces). Each face is computed on its own."""
+    from skimage import data
+
+    from shared import clip
+
+    face = np.asarray(aligned_astronaut, np.uint8)
+    other = np.asarray(Image.fromarray(data.coffee()).resize((256, 256)), np.uint8)
+    enc = clip.Encoder(_encoder(), threads=1)
+    alone = enc.features(face[None])
+    beside = enc.features(np.stack([other, face, other[::-1]]))
+    for k in clip.FEATURES:
+        np.testing.assert_array_equal(beside[k][1], alone[k][0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -206,3 +207,29 @@ def test_shipped_model_links_its_card_when_it_ships_one(open_page, default_host)
     if shipped:
         link.wait_for()  # the footer gains it when /api/health answers, slower on a busy machine
     assert link.count() == (1 if shipped else 0)
+
+
+def test_shipped_model_shows_each_view_beside_the_answer(
+    open_page, default_host, astronaut_jpeg, test_output
+):
+    """The shipped model looks at a face two ways: the page names both, shows each one's chance
+    beside the combined answer, and says when they disagree (the server's own flag)."""
+    model = health_model(default_host)
+    if not model.get("views"):
+        pytest.skip(f"{DEFAULT_MODEL} has one view (its model.json names no CLIP view)")
+    page = open_page(default_host)
+    note = page.locator(".model-views")
+    note.wait_for()
+    assert "two ways" in note.inner_text() and "CLIP" in note.inner_text()
+    with page.expect_response(lambda r: "/api/predict" in r.url) as answer:
+        upload(page, "astronaut.jpg", astronaut_jpeg)
+    wait_for_answer(page)
+    face = answer.value.json()["faces"][0]
+    scores = page.locator(".face-card .view-scores")
+    text = scores.inner_text()
+    for view in model["views"]:
+        said = re.search(rf"{re.escape(view['title'])}: ([\d.]+)%", text)
+        assert said, text
+        assert float(said.group(1)) == pytest.approx(100 * face["views"][view["name"]], abs=0.51)
+    assert (page.locator(".views-disagree").count() == 1) == face["views_disagree"]
+    page.screenshot(path=test_output / "two-views.png", full_page=True)

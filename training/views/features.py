@@ -63,11 +63,12 @@ def cached_features(
     quiet: bool = False,
 ) -> dict[str, np.ndarray]:
     """{feature: (len(rows), dim)} for `rows` of one prepared folder. Cached under
-    `<folder>/clip-<encoder sha>/` by each file's name, size and mtime, so a re-prepared face is
+    `<folder>/clip-<encoder sha>-1/` by each file's name, size and mtime, so a re-prepared face is
     computed again and an interrupted run resumes where it stopped."""
     if not rows:
         return {k: np.zeros((0, clip.DIMS[k]), np.float32) for k in clip.FEATURES}
-    folder = prepared.root / f"clip-{encoder_sha[:12]}"
+    # "-1": features of one face per encoder call (shared.clip); batched ones differ.
+    folder = prepared.root / f"clip-{encoder_sha[:12]}-1"
     stamps = [_stamp(prepared.root, r["output"]) for r in rows]
     have = _read_parts(folder) if folder.is_dir() else {}
     todo = [i for i, s in enumerate(stamps) if s not in have]
@@ -83,11 +84,11 @@ def cached_features(
                 with Image.open(prepared.root / rows[i]["output"]) as img:
                     faces.append(np.asarray(img.convert("RGB"), np.uint8))
             feats = {k: [] for k in clip.FEATURES}
-            for j in range(0, len(faces), clip.BATCH):
-                got = encoder.features(np.stack(faces[j : j + clip.BATCH]))
+            for face in faces:
+                got = encoder.features(face[None])
                 for k in clip.FEATURES:
                     feats[k].append(got[k])
-                bar.update(len(faces[j : j + clip.BATCH]))
+                bar.update(1)
             arrays = {k: np.concatenate(v) for k, v in feats.items()}
             name = hashlib.sha1("\n".join(stamps[i] for i in chunk).encode()).hexdigest()[:12]
             tmp = folder / f"part-{name}.{os.getpid()}.tmp.npz"
