@@ -1,8 +1,9 @@
 """`fuse`: a CNN model folder + CLIP features of the prepared faces -> a two-view model folder.
 
 The CNN is not retrained: its exported LiteRT model is copied as it is. The CLIP view's head is
-fitted on the training split's cached features, the fusion and the operating point on the
-validation split, and the views are measured side by side on the test split (views/views.md).
+fitted on the training split's cached features, chosen with the fusion on the validation split,
+where the operating point is set too; the views are measured side by side on the test split
+(views/views.md).
 """
 
 from __future__ import annotations
@@ -230,9 +231,11 @@ def register(sub) -> None:
     p = sub.add_parser(
         "fuse",
         help="add the CLIP view to an exported CNN: one model folder with two views",
-        description="Fit a linear head on frozen CLIP ViT-B/16 features of the prepared faces' "
-        "training split (each source and class weighing the same; features cached beside the "
-        "faces), fuse it with the CNN's answer by a logistic regression on the validation split, "
+        description="Fit heads (linear, and bags of small MLPs) on frozen CLIP ViT-B/16 "
+        "features of the prepared faces' training split (each source and class weighing the "
+        "same; features cached beside the faces), fuse each with the CNN's answer by a logistic "
+        "regression on the validation split, keep the one whose fusion catches the most "
+        "validation fakes at the operating point, "
         "choose the threshold at which every real validation source has at most --false-alarm "
         "called fake, and write OUT: the CNN's model.tflite, the CLIP encoder (ONNX, its SHA-256 "
         "in model.json) and model.json, plus OUT/views/views.md, the CNN alone, the CLIP view "
