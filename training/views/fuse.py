@@ -168,6 +168,13 @@ def fuse(args) -> int:
     valid = load_faces(prepared, "valid", encoder, sha, cnn, leave, args.quiet)
     test = load_faces(prepared, "test", encoder, sha, cnn, set(), args.quiet)
     say(f"fuse: {len(train)} training, {len(valid)} validation, {len(test)} test faces")
+    for split, faces in (("training", train), ("validation", valid)):
+        for label, name in ((0, "real photos"), (1, "fakes")):
+            if not (faces.y == label).any():
+                raise DataError(
+                    f"the {split} split has no {name}: the head, the fusion and the operating "
+                    "point need both real photos and fakes there."
+                )
     try:
         head, fusion, tried = fit_views(train, valid, args.feature, args.false_alarm)
     except ValueError as exc:  # e.g. no real photo in the validation split
