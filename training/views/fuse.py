@@ -137,10 +137,12 @@ def _scores(model: Model, faces: Faces) -> dict[str, np.ndarray]:
     return {"cnn": got.views["cnn"], "clip": got.views["clip"], "fused": got.p_fake}
 
 
-def _operating_point(valid: Faces, p: np.ndarray, rate: float) -> dict:
+def _operating_point(valid: Faces, p: np.ndarray, rate: float, cut: float) -> dict:
+    """What model.json records of the fused answer's threshold `cut`, with each source's rates."""
     from ..export import operating_sources
 
-    cut, worst, _ = false_alarm_threshold(valid.y, p, valid.sources, rate)
+    rates = operating_sources(valid.y, np.asarray(p, np.float32), valid.sources, cut)
+    worst = max(r["called_fake"] for r in rates.values() if "called_fake" in r)
     return {
         "rule": f"at most {rate:.0%} of the validation real photos of every real collection "
         "called fake",
@@ -148,7 +150,7 @@ def _operating_point(valid: Faces, p: np.ndarray, rate: float) -> dict:
         "split": "valid",
         "threshold": cut,
         "worst_false_alarm": worst,
-        "sources": operating_sources(valid.y, np.asarray(p, np.float32), valid.sources, cut),
+        "sources": rates,
     }
 
 
@@ -182,11 +184,11 @@ def fuse(args) -> int:
     trained_on = sorted({source_of(r) for r in train.rows})
     write_model(out, cnn_dir, encoder_file, sha, head, fusion, {})
     p_valid = _scores(Model(out), valid)
-    op = _operating_point(valid, p_valid["fused"], args.false_alarm)
     cuts = {
         v: false_alarm_threshold(valid.y, p, valid.sources, args.false_alarm)[0]
         for v, p in p_valid.items()
     }
+    op = _operating_point(valid, p_valid["fused"], args.false_alarm, cuts["fused"])
     doc = _cnn_doc(cnn_dir)
     version = time.strftime("%Y.%m.%d-%H%M")
     extra = {
