@@ -192,6 +192,8 @@ class Fusion:
 
 
 def logit(p: np.ndarray) -> np.ndarray:
+    """float64 logits, P clipped to [1e-7, 1 - 1e-7]: a float32 sigmoid saturates near logit
+    16.6, so 0 and 1 keep a finite logit (temperature calibration and the fusion share it)."""
     q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
     return np.log(q) - np.log1p(-q)
 

@@ -105,10 +105,7 @@ def calibrate(p: np.ndarray, temperature: float) -> np.ndarray:
     p = np.asarray(p, dtype=np.float32)
     if temperature == 1.0:
         return p
-    # float32 sigmoid saturates near logit 16.6; clip there so 0 and 1 keep a finite logit.
-    q = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    z = np.log(q) - np.log1p(-q)
-    return (1.0 / (1.0 + np.exp(-z / temperature))).astype(np.float32)
+    return clip.sigmoid(clip.logit(p) / temperature)
 
 
 def to_input(aligned: Image.Image, spec: ModelSpec) -> np.ndarray:
@@ -190,10 +187,6 @@ class Model:
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"model.json's views in {self.dir} are not valid: {exc}"
             raise ModelUnavailable(msg) from exc
-
-    @property
-    def view_names(self) -> tuple[str, ...]:
-        return ("cnn", "clip") if self.clip else ("cnn",)
 
     @property
     def can_explain(self) -> bool:
