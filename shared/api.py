@@ -321,15 +321,25 @@ def health() -> tuple[int, dict]:
 
 
 def _views(views) -> dict:
-    """What each view is, in words, and how their answers join (two-view models only)."""
+    """What each view is, in words, how their answers join (two-view models only), and the
+    engines taught later by `training adapt`."""
     if not isinstance(views, dict):
-        return {"views": None}
+        return {"views": None, "adapted": []}
     named = [
         {"name": k, "title": views[k].get("title", k), "detail": views[k].get("detail", "")}
         for k in ("cnn", "clip")
         if isinstance(views.get(k), dict)
     ]
-    return {"views": named, "fusion": (views.get("fusion") or {}).get("rule")}
+    taught = [
+        {k: e.get(k) for k in ("name", "faces", "reals", "added")}
+        for e in (views.get("clip") or {}).get("adapted", [])
+        if isinstance(e, dict)
+    ]
+    return {
+        "views": named,
+        "fusion": (views.get("fusion") or {}).get("rule"),
+        "adapted": taught,
+    }
 
 
 def _operating_point(op) -> dict | None:

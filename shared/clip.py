@@ -171,6 +171,34 @@ def load_head(model_dir: Path, doc: dict) -> LinearHead | MlpHead:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """An engine taught after fitting (`training adapt`): a linear head on the same CLIP features
+    that tells that engine's faces from the real training photos, calibrated on the validation
+    reals and the engine's faces (out of fold), so its logit is a P(fake) on the fused scale.
+    The answer is the larger of the fused logit and each engine's: every answer the model gave
+    before stays at least as high, so a known engine is only lost through the threshold."""
+
+    name: str
+    head: LinearHead
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "head": self.head.to_json()}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Engine:
+        return cls(str(doc["name"]), LinearHead.from_json(doc["head"]))
+
+
+def with_engines(
+    logit: np.ndarray, engines: tuple[Engine, ...], features: dict[str, np.ndarray]
+) -> np.ndarray:
+    """`logit` raised to the highest taught engine's logit, face by face."""
+    for engine in engines:
+        logit = np.maximum(logit, engine.head.logit(features))
+    return logit
+
+
+@dataclass(frozen=True)
 class Fusion:
     """One P(fake) from two views: a logistic regression on their logits (stacking), fitted on
     the validation split, so it is calibrated there as a temperature would be."""

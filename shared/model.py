@@ -137,6 +137,7 @@ class ClipView:
     encoder: clip.Encoder
     head: clip.LinearHead | clip.MlpHead
     fusion: clip.Fusion
+    engines: tuple[clip.Engine, ...] = ()
 
     @classmethod
     def load(cls, model_dir: Path, doc: dict, threads: int | None) -> ClipView:
@@ -145,6 +146,7 @@ class ClipView:
             clip.Encoder(model_dir / enc["file"], enc["sha256"], threads),
             clip.load_head(model_dir, doc["clip"]["head"]),
             clip.Fusion.from_json(doc["fusion"]),
+            tuple(clip.Engine.from_json(e) for e in doc["clip"].get("adapted", [])),
         )
 
 
@@ -225,11 +227,15 @@ class Model:
         self, inputs: np.ndarray, p_cnn: np.ndarray, features: dict[str, np.ndarray]
     ) -> Scores:
         """The combined answer from the CNN's P(fake) and the CLIP features (`training fuse`
-        scores cached features through this, so its tables are what serving answers)."""
+        and `adapt` score cached features through this, so their tables are what serving
+        answers). Engines taught by `adapt` raise the CLIP view's answer and the combined one
+        where they fire (shared.clip.Engine)."""
         if self.clip is None:
             raise ValueError(f"{self.spec.name} has one view: there is no CLIP head to score")
         clip_logit = self.clip.head.logit(features)
         fused = self.clip.fusion.logit(clip.logit(p_cnn), clip_logit)
+        fused = clip.with_engines(fused, self.clip.engines, features)
+        clip_logit = clip.with_engines(clip_logit, self.clip.engines, features)
         views = {"cnn": p_cnn, "clip": clip.sigmoid(clip_logit)}
         return Scores(inputs, clip.sigmoid(fused), views)
 
