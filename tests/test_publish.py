@@ -72,6 +72,7 @@ def test_what_the_app_needs_is_published(path):
         "shared/__pycache__/api.cpython-311.pyc",
         "test-output/shot.png",
         ".azurite/__blobstorage__/kept-photo",
+        "models/default/adapt_bank.npz",
     ],
 )
 def test_what_it_does_not_need_stays_home(path):

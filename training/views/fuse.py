@@ -22,6 +22,7 @@ from shared.model import SPEC_FILE, Model
 from ..data.datasets import DataError, read_prepared, source_of, usable
 from ..data.pipeline import cached_pixels
 from ..evaluation.calibration import ece, false_alarm_threshold
+from .bank import write_bank
 from .features import ENCODER_PACKAGE, cached_features, packaged_encoder
 from .fit import Faces, fit_views
 from .measure import compare_views, markdown
@@ -79,7 +80,14 @@ def _cnn_doc(cnn_dir: Path) -> dict:
 
 
 def write_model(
-    out: Path, cnn_dir: Path, encoder_file: Path, sha: str, head, fusion, extra: dict
+    out: Path,
+    cnn_dir: Path,
+    encoder_file: Path,
+    sha: str,
+    head,
+    fusion,
+    extra: dict,
+    bank: dict | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doc = _cnn_doc(cnn_dir)
@@ -109,6 +117,7 @@ def write_model(
                 "crop": f"central {clip.CROP}² of the aligned face, not resized",
             },
             "head": _head_doc(head, out),
+            **({"bank": bank} if bank else {}),
         },
         "fusion": {**fusion.to_json(), "rule": FUSION_RULE},
     }
@@ -201,7 +210,8 @@ def fuse(args) -> int:
     }
     if leave:
         extra["left_out"] = sorted(leave)
-    write_model(out, cnn_dir, encoder_file, sha, head, fusion, extra)
+    bank = write_bank(out, train, valid, head.feature)
+    write_model(out, cnn_dir, encoder_file, sha, head, fusion, extra, bank)
     served = Model(out)
     table = compare_views(test, _scores(served, test), cuts)
     report = out / "views"
