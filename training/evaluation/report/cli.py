@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from .adapted import section_adapted
 from .fairface import FAIRFACE_DIR, face_found_gap, section_fairface, summarise_fairface
 from .fairness import cross_check, section_fairness
 from .leave_out import section_leave_out
@@ -125,6 +126,7 @@ def build(
         "robustness": section_robustness(model_dir),
         "leave_out": section_leave_out(lso_runs, out),
         "views": section_views(model_dir, doc),
+        "adapted": section_adapted(doc),
         "command": command,
     }
     return render(context, out)

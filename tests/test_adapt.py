@@ -1,0 +1,190 @@
+"""`training adapt`: a two-view model taught a new engine from a folder of its photos.
+
+Small data, real parts: the two-view model of test_views (a tiny real CNN, the real INT8 CLIP
+encoder), photos of scikit-image's astronaut that `adapt` detects and aligns as serving does,
+the real local host over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from tests.conftest import LocalHost
+
+
+def _photos(folder: Path, count: int, look, seed: int) -> Path:
+    """`count` photos of the astronaut, each moved and scaled a little, with `look` applied."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    base = Image.fromarray(data.astronaut())
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        s = rng.uniform(0.9, 1.1)
+        dx, dy = rng.integers(-20, 21, 2)
+        img = base.transform(base.size, Image.Transform.AFFINE, (s, 0, dx, 0, s, dy))
+        look(img).save(folder / f"{i}.jpg", quality=95)
+    return folder
+
+
+def _tinted(img: Image.Image) -> Image.Image:
+    """A made-up engine's look, one the model calls real: a warm cast."""
+    x = np.asarray(img, np.float32) * np.array([1.15, 1.0, 0.85], np.float32)
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+
+
+def _adapt(model: Path, fakes: Path, out: Path, *extra: str) -> int:
+    from training.__main__ import main
+
+    args = ["adapt", "--model", str(model), "--fakes", str(fakes), "--out", str(out)]
+    return main([*args, "--name", "Tint 1", "--quiet", *extra])
+
+
+@pytest.fixture(scope="session")
+def tint_photos(tmp_path_factory) -> Path:
+    return _photos(tmp_path_factory.mktemp("tint"), 14, _tinted, 1)
+
+
+@pytest.fixture(scope="session")
+def adapted(two_view, tint_photos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("adapted") / "model"
+    assert _adapt(two_view, tint_photos, out) == 0
+    return out
+
+
+def test_adapt_teaches_an_engine_and_leaves_the_model_it_started_from(
+    two_view, adapted, tint_photos
+):
+    from shared.model import Model
+
+    before, after = Model(two_view), Model(adapted)
+    doc = json.loads((adapted / "model.json").read_text())
+    taught = doc["views"]["clip"]["adapted"]
+    assert [(e["name"], e["faces"]) for e in taught] == [("Tint 1", 14)]
+    assert doc["generators"]["learned"][-1].startswith("Tint 1 (taught later with 14 faces")
+    # The model it started from is as it was: no engine, its own threshold.
+    assert before.clip.engines == () and "adapted" not in json.dumps(before.spec.extra)
+    report = taught[0]["report"]
+    assert report["engine_caught_out_of_fold"]["after"] >= 0.8
+    # Every real validation source keeps the operating point; known engines lose <= 2 points.
+    for s, r in report["valid"]["after"].items():
+        if "called_fake" in r:
+            assert r["called_fake"] <= 0.02, s
+        if "caught" in r:
+            assert report["valid"]["before"][s]["caught"] - r["caught"] <= 0.02 + 1e-9, s
+    assert doc["threshold"] == report["threshold"]["after"] == doc["operating_point"]["threshold"]
+    # Served, the engine's photos score higher than before, and no face scores lower.
+    from shared.faces import detect_and_align
+    from shared.images import load_image
+
+    faces = [
+        detect_and_align(load_image(p), size=256)[0].aligned
+        for p in sorted(tint_photos.glob("*.jpg"))[:4]
+    ]
+    got, was = after.score(faces), before.score(faces)
+    assert (got.p_fake >= was.p_fake - 1e-6).all() and (got.p_fake > was.p_fake).any()
+    card = (adapted / "MODEL_CARD.md").read_text()
+    assert "## Adapted" in card and "Tint 1" in card
+
+
+def test_an_adapted_model_serves_and_names_its_engine(adapted, images, tmp_path):
+    host = LocalHost(adapted, tmp_path / "host.log")
+    try:
+        model = requests.get(host.url + "/api/health", timeout=10).json()["model"]
+        assert model["adapted"][0]["name"] == "Tint 1" and model["adapted"][0]["faces"] == 14
+        assert any(g.startswith("Tint 1") for g in model["generators"]["learned"])
+        r = requests.post(
+            host.url + "/api/predict",
+            files={"image": ("a.jpg", images["astronaut"], "image/jpeg")},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        assert set(r.json()["faces"][0]["views"]) == {"cnn", "clip"}
+    finally:
+        host.stop()
+
+
+def test_too_few_faces_are_refused_and_nothing_is_written(two_view, tmp_path, capsys):
+    few = _photos(tmp_path / "few", 6, _tinted, 2)
+    (few / "notes.txt").write_text("not a photo")
+    _photos(tmp_path / "few" / "no-face", 2, lambda img: img.resize((40, 40)).resize((512, 512)), 3)
+    assert _adapt(two_view, few, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "at least 10" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_reals_that_look_like_the_engine_are_refused(two_view, tint_photos, tmp_path, capsys):
+    reals = _photos(tmp_path / "reals", 12, _tinted, 4)
+    assert _adapt(two_view, tint_photos, tmp_path / "out", "--reals", str(reals)) == 2
+    err = capsys.readouterr().err
+    assert "of your real photos fake" in err and "nothing was written" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_folder_is_never_overwritten(two_view, tint_photos, capsys):
+    spec = (two_view / "model.json").read_bytes()
+    assert _adapt(two_view, tint_photos, two_view) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert (two_view / "model.json").read_bytes() == spec
+
+
+def test_the_bank_keeps_a_heads_logits_within_a_hundredth(two_view, prepared):
+    """The bank holds features at half precision: a head's logits move by less than 0.01."""
+    from shared.model import Model
+    from training.data.datasets import read_prepared, usable
+    from training.views.bank import read_bank
+
+    model = Model(two_view)
+    bank = read_bank(two_view, model.spec.extra["views"]["clip"]["bank"])
+    faces = [
+        np.asarray(Image.open(root / r["output"]).convert("RGB"), np.uint8)
+        for root in prepared
+        for r in usable(read_prepared(root).rows, "valid")
+    ]
+    exact = model.clip.encoder.features(np.stack(faces))
+    stored = bank.valid.features[bank.feature]
+    assert stored.shape == exact[bank.feature].shape
+    head = model.clip.head
+    delta = np.abs(head.logit({bank.feature: stored}) - head.logit(exact))
+    assert np.sort(delta)[0] < 0.01 and delta.max() < 0.01
+
+
+def test_the_shipped_model_refuses_real_photos_passed_off_as_an_engine(tmp_path, capsys):
+    """Real FFHQ photos passed off as an engine's faces: on the shipped model no setting catches
+    10 points more of them while keeping every real validation source and every known engine."""
+    import shutil
+
+    from tests.conftest import ROOT, need_data
+
+    reals = need_data() / "real-vs-fake" / "real_vs_fake" / "real-vs-fake" / "test" / "real"
+    fakes = tmp_path / "ffhq"
+    fakes.mkdir()
+    for p in sorted(reals.glob("*.jpg"))[:20]:
+        shutil.copy(p, fakes)
+    assert _adapt(ROOT / "models" / "default", fakes, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "engines it already knows" in err or "engines the model already knows" in err
+    assert "nothing was written" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_refusal_names_the_sources_it_would_break_and_the_engines_it_would_lose():
+    from training.views.adapt import _Setting, _why_not
+
+    def setting(lost, broken, reals=None):
+        return _Setting(0.0, 0.9, np.zeros(1), lost, 0.5, reals, broken)
+
+    said = _why_not("X", setting({"140k": 0.091, "sd": 0.0}, {"ffhq": 0.05}), 0.02, 0.2)
+    assert "call 5% of ffhq's real validation photos fake" in said
+    assert "140k by 9.1 points" in said and "sd" not in said
+    said = _why_not("X", setting({"140k": 0.01}, {"ffhq": 0.05}), 0.02, 0.2)
+    assert said.startswith("teaching X would break the operating point") and "ffhq" in said
+    said = _why_not("X", setting({}, {}, reals=0.25), 0.02, 0.2)
+    assert "25% of your real photos fake" in said
+    assert "already catches 95%" in _why_not("X", setting({}, {}), 0.02, 0.95)
