@@ -7,7 +7,7 @@ MODEL   ?= models/default
 DATA    ?= ../shared/data
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model views evaluate leave-source-out learning-curve paper-model card compare screen fairness bench clean help
+.PHONY: serve test lint pytest frontend-test model views evaluate leave-source-out adapt-curve learning-curve paper-model card compare screen fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -131,14 +131,18 @@ views: $(ALIGNED:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/def
 		cp runs/views-leave-$$s-out/views/views.json models/default/views/leave-$$s/; \
 	done
 
-# Leave one generator out, the standing protocol: the shipped recipe trained on every source but
-# one fake source, exported at its own operating point (--threshold reals), then scored on
-# every test split; its table's "<source> fakes vs every real"
-# row is how a generator never seen ranks against real photos of every kind. su: StyleGAN2
-# (stylegan2-unsplash, its reals left out too), sd: Stable Diffusion 2.1. ~35 min each here.
-LSO_EPOCHS ?= 6
+# Leave one generator out, the standing protocol: the shipped recipe at full length trained on
+# every source but one fake source, exported at its own operating point (--threshold reals),
+# scored on every test split; then the CLIP view fitted without it too and fused with that CNN
+# (runs/leave-<s>-out/two-view: the two-view model that never saw the generator, where
+# `make adapt-curve` starts). "<source> fakes vs every real" is how a generator never seen ranks
+# against real photos of every kind. su: StyleGAN2 (stylegan2-unsplash, its reals left out too),
+# sd: Stable Diffusion 2.1. ~40 min each here.
+LSO_EPOCHS ?= 14
 LEFT_OUT   ?= sd su
-leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs and tables (~70 min)
+SOURCE_sd  := stable-diffusion
+SOURCE_su  := stylegan2-unsplash
+leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs and tables (~80 min)
 	for s in $(LEFT_OUT); do \
 		data=$$(for d in $(ALIGNED); do [ $$d = runs/aligned-$$s ] || printf -- '--data %s ' $$d; done); \
 		$(BIN)/python -m training train $$data $(RECIPE) --epochs $(LSO_EPOCHS) \
@@ -148,7 +152,19 @@ leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs a
 			--threshold reals --no-explain || exit 1; \
 		$(BIN)/python -m training evaluate --model runs/leave-$$s-out/model $(ALIGNED:%=--data %) \
 			--split test --by dataset --out models/default/leave-source-out/$$s --quiet || exit 1; \
+		source=$$(case $$s in sd) echo $(SOURCE_sd);; su) echo $(SOURCE_su);; esac); \
+		$(BIN)/python -m training fuse --cnn runs/leave-$$s-out/model $(ALIGNED:%=--data %) \
+			--leave-out $$source --out runs/leave-$$s-out/two-view --quiet || exit 1; \
+		cp runs/leave-$$s-out/two-view/views/views.json models/default/leave-source-out/$$s/; \
 	done
+
+# How many faces of a new engine `training adapt` needs: from each two-view model that never saw
+# the engine (`make leave-source-out`), taught 10, 25, 50 and 100 of its training faces, three
+# draws each, every test split scored -> models/default/adapt-curve (curve.md, curve.png).
+adapt-curve: $(ALIGNED:%=%/prepare.json)  ## teach the held-out engines back with few faces (~5 min)
+	$(BIN)/python -m training adapt-curve $(ALIGNED:%=--data %) \
+		$(foreach s,$(LEFT_OUT),--run $(SOURCE_$(s))=runs/leave-$(s)-out/two-view) \
+		--out models/default/adapt-curve
 
 # Does more data of the same kind close the 140k gap? The shipped recipe on nested shares of
 # every source's training split, each scored as runs/default is (best.keras, threshold 0.5).

@@ -188,3 +188,66 @@ def test_a_refusal_names_the_sources_it_would_break_and_the_engines_it_would_los
     said = _why_not("X", setting({}, {}, reals=0.25), 0.02, 0.2)
     assert "25% of your real photos fake" in said
     assert "already catches 95%" in _why_not("X", setting({}, {}), 0.02, 0.95)
+
+
+@pytest.fixture(scope="session")
+def gamma(aligned_astronaut, tmp_path_factory) -> Path:
+    """A third prepared folder whose fakes are warm-cast faces: an engine to leave out."""
+    from tests.conftest import _jitter, write_manifest
+
+    rng = np.random.default_rng(9)
+    root = tmp_path_factory.mktemp("aligned-gamma")
+    rows = []
+    for split, n in (("train", 12), ("valid", 4), ("test", 6)):
+        for label in ("real", "fake"):
+            for i in range(n):
+                face = _jitter(aligned_astronaut, rng)
+                face = _tinted(face) if label == "fake" else face
+                out = f"{split}/{label}/{i}.png"
+                (root / out).parent.mkdir(parents=True, exist_ok=True)
+                face.save(root / out)
+                rows.append(
+                    {
+                        "source": out,
+                        "output": out,
+                        "split": split,
+                        "label": label,
+                        "dataset": "gamma",
+                        "faces": "1",
+                        "status": "ok",
+                    }
+                )
+    write_manifest(root, rows)
+    return root
+
+
+def test_the_curve_adapts_a_model_fitted_without_an_engine(
+    tiny_model_dir, prepared, gamma, tmp_path
+):
+    from tests.conftest import clip_encoder
+    from training.__main__ import main
+
+    data = [a for f in (*prepared, gamma) for a in ("--data", str(f))]
+    start = tmp_path / "without-gamma"
+    args = ["fuse", "--cnn", str(tiny_model_dir), "--out", str(start), "--leave-out", "gamma"]
+    assert main([*args, "--encoder", str(clip_encoder()), "--quiet", *data]) == 0
+    out = tmp_path / "curve"
+    args = ["adapt-curve", "--run", f"gamma={start}", "--k", "10", "12", "--draws", "2"]
+    assert main([*args, "--out", str(out), "--quiet", *data]) == 0
+    run = json.loads((out / "curve.json").read_text())["runs"][0]
+    assert [(p["k"], p["draw"]) for p in run["points"]] == [
+        (0, 0),
+        (10, 0),
+        (10, 1),
+        (12, 0),
+        (12, 1),
+    ]
+    base, taught = run["points"][0], [p for p in run["points"] if p["k"] and "refused" not in p]
+    assert taught, run["points"]
+    # Taught, the left-out engine's test fakes are caught more and rank higher than before.
+    assert max(p["caught"] for p in taught) > base["caught"]
+    assert min(p["auc"] for p in taught) >= base["auc"] - 1e-9
+    assert "| 10 |" in (out / "curve.md").read_text() and (out / "curve.png").stat().st_size
+    # A start that was fitted with the engine is refused.
+    again = ["adapt-curve", "--run", f"gamma={start}", "--run", "alpha=" + str(start)]
+    assert main([*again, "--out", str(tmp_path / "x"), "--quiet", *data]) == 2

@@ -12,6 +12,7 @@ COMMANDS = {
     "export": "training.export",
     "fuse": "training.views.fuse",
     "adapt": "training.views.adapt",
+    "adapt-curve": "training.views.curve",
     "fairness": "training.fairness.audit",
     "falsify": "training.falsify.run",
     "compare": "training.evaluation.compare",
