@@ -127,6 +127,15 @@ def test_reals_that_look_like_the_engine_are_refused(two_view, tint_photos, tmp_
     assert not (tmp_path / "out").exists()
 
 
+def test_a_pulled_feedback_folder_is_split_into_fakes_and_reals(two_view, tmp_path, capsys):
+    _photos(tmp_path / "pulled" / "fake", 3, _tinted, 6)
+    _photos(tmp_path / "pulled" / "real", 3, lambda img: img, 7)
+    assert _adapt(two_view, tmp_path / "pulled", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"--fakes {tmp_path / 'pulled' / 'fake'}" in err and "--reals" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_existing_folder_is_never_overwritten(two_view, tint_photos, capsys):
     spec = (two_view / "model.json").read_bytes()
     assert _adapt(two_view, tint_photos, two_view) == 2

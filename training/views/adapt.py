@@ -318,6 +318,11 @@ def faces_in(folder: Path, model: Model, feature: str, say: Say) -> tuple[NewFac
 
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder.")
+    if (folder / "real").is_dir() and (folder / "fake").is_dir():
+        raise DataError(
+            f"{folder} holds real/ and fake/ (as `training feedback pull` writes): pass "
+            f"--fakes {folder / 'fake'} and --reals {folder / 'real'}."
+        )
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(
