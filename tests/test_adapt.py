@@ -257,6 +257,12 @@ def test_the_curve_adapts_a_model_fitted_without_an_engine(
     assert max(p["caught"] for p in taught) > base["caught"]
     assert min(p["auc"] for p in taught) >= base["auc"] - 1e-9
     assert "| 10 |" in (out / "curve.md").read_text() and (out / "curve.png").stat().st_size
+    # The card's leave-source-out section shows the views of the model that never saw gamma.
+    from training.evaluation.report.leave_out import _views_table
+
+    views = _views_table(start / "views" / "views.json", ["gamma"])
+    assert views["head"][1:] == ["CNN", "CLIP view", "both"]
+    assert views["rows"][0][0] == "gamma" and views["rows"][-1][0] == "worst real source kept"
     # A start that was fitted with the engine is refused.
     again = ["adapt-curve", "--run", f"gamma={start}", "--run", "alpha=" + str(start)]
     assert main([*again, "--out", str(tmp_path / "x"), "--quiet", *data]) == 2

@@ -23,6 +23,31 @@ def _rate_of_counts(k: float, n: float) -> str:
     return f"{f4(k / n)} ({int(k)} of {int(n)})"
 
 
+def _views_table(path: Path, held: list[str]) -> dict | None:
+    """The CNN trained without the source, the CLIP view fitted without it and their fusion
+    (`training fuse --leave-out`, views.json): each held-out source's test fakes, per view."""
+    if not path.is_file():
+        return None
+    test = read_json(path)["test"]
+    views = [
+        (v, t) for v, t in (("cnn", "CNN"), ("clip", "CLIP view"), ("fused", "both")) if v in test
+    ]
+    rows = []
+    for source in held:
+        cells = []
+        for v, _ in views:
+            r = test[v]["operating"].get(source, {})
+            if "fakes" not in r:
+                break
+            cells.append(f"{f4(r['auc_vs_every_real'])} / {100 * r['caught']:.1f} %")
+        else:
+            rows.append([source, *cells])
+    worst = [min(r["kept"] for r in test[v]["operating"].values() if "kept" in r) for v, _ in views]
+    rows.append(["worst real source kept", *(f"{100 * w:.1f} %" for w in worst)])
+    head = ["Held-out source: ROC-AUC vs every real / caught", *(t for _, t in views)]
+    return table(head, rows) if len(rows) > 1 else None
+
+
 def section_leave_out(runs: list[Path], out: Path) -> list[dict]:
     """Per run, the same recipe trained without a source, scored on every test split (an
     `evaluate` output): per held-out source, how its fakes rank and are caught against every
@@ -83,6 +108,7 @@ def section_leave_out(runs: list[Path], out: Path) -> list[dict]:
                 "trained": ", ".join(meta.get("trained_sources") or []) or "unrecorded sources",
                 "held_out": ", ".join(held),
                 "compact": table(head, compact) if compact else None,
+                "views": _views_table(folder / "views.json", held),
                 "table": table(
                     ["Group", "n", "Accuracy", "ROC-AUC", "Recall (catch)", "False alarms", "ECE"],
                     body,

@@ -13,7 +13,13 @@ FAIRNESS_FILES = ["fairness.csv", "fairness_groups.csv", "fairness.md", "fairnes
 FAIRNESS_FILES += ["fairness.json", "sd_race.csv", "sd_race.md", "sd_race.png"]
 COMPARISON_FILES = ["comparison.csv", "comparison.md", "comparison.png"]
 # An `evaluate` output of the same recipe trained without a source, scored on that source.
-LEAVE_OUT_FILES = ["metrics.csv", "metrics.md", "evaluation.json", "reliability.png"]
+LEAVE_OUT_FILES = [
+    "metrics.csv",
+    "metrics.md",
+    "evaluation.json",
+    "reliability.png",
+    "views.json",
+]
 LEAVE_OUT_DIR = "leave-source-out"
 FAIRFACE_FILES = ["metrics.csv", "no_face_by_group.csv"]
 
