@@ -161,8 +161,8 @@ leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs a
 # How many faces of a new engine `training adapt` needs: from each two-view model that never saw
 # the engine (`make leave-source-out`), taught 10, 25, 50 and 100 of its training faces, three
 # draws each, every test split scored -> models/default/adapt-curve (curve.md, curve.png).
-adapt-curve: $(ALIGNED:%=%/prepare.json)  ## teach the held-out engines back with few faces (~5 min)
-	$(BIN)/python -m training adapt-curve $(ALIGNED:%=--data %) \
+adapt-curve: $(SCORED:%=%/prepare.json)  ## teach the held-out engines back with few faces (~5 min)
+	$(BIN)/python -m training adapt-curve $(SCORED:%=--data %) \
 		$(foreach s,$(LEFT_OUT),--run $(SOURCE_$(s))=runs/leave-$(s)-out/two-view) \
 		--out models/default/adapt-curve
 

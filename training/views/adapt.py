@@ -6,8 +6,9 @@ same CLIP features, fitted against the real training photos kept in the model's 
 validation reals and the engine's faces scored out of fold, and the answer becomes the larger of
 the model's and the engine's (shared.clip.Engine). Every answer the model gave before can only
 rise, so the only way to lose a known engine is the threshold, chosen again so that every real
-validation source keeps at most 2 % called fake; `adapt` refuses a model that would lose more than
-2 points of any known engine's catch there, or call more than 2 % of the user's own reals fake.
+validation source keeps at most 2 % called fake, and the engine alone at most 1 % of any; `adapt`
+refuses a model that would lose more than 2 points of any known engine's catch there, or call
+more than 2 % of the user's own reals fake.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ MAX_LOSS = 0.02  # the most of a known engine's validation catch an adaptation m
 ENGINE_C = 0.1  # the engine head's inverse L2 strength on standardised features
 FOLDS = 5
 MIN_GAIN = 0.1  # an adaptation must catch at least this much more of the engine's faces
+# The most of any real validation source the engine alone may call fake at the new threshold:
+# half the operating point's 2 %, a margin for real photos the validation split does not hold.
+# (Measured on Stable Diffusion held out: at 0.5 % ten faces caught 43 % of its test fakes, at 1 %
+# 59 %, and every real test source kept at least 97.6 % at 1 %.)
+ENGINE_FALSE_ALARM = 0.01
 # Shifts of the calibrated engine logit tried, from none down to one that never fires.
 SHIFTS = tuple(-0.25 * i for i in range(81))
 NEW = "adapted: "  # the source name of the engine's faces in tables
@@ -156,6 +162,7 @@ class _Setting:
     lost: dict[str, float]
     caught: float
     reals_called_fake: float | None
+    engine_false_alarm: float  # the worst real validation source, the engine alone
     broken: dict[str, float]  # real validation sources over the rate at the old threshold
 
 
@@ -171,10 +178,11 @@ def adapt_faces(
 ) -> Adapted:
     """The engine head, its threshold and the before/after report, or AdaptRefused.
 
-    The engine is calibrated (Platt, out of fold), then lowered by the least shift at which no
-    known engine's validation catch drops more than 2 points once the threshold is chosen again
-    and the user's reals keep at most `rate` called fake: among those shifts, the one catching
-    the most of the engine's own faces out of fold."""
+    The engine is calibrated (Platt, out of fold), then shifted down until it is safe: once the
+    threshold is chosen again, no known engine's validation catch drops more than 2 points, the
+    engine alone calls at most 1 % of any real validation source fake, and the user's reals keep
+    at most `rate` called fake. Among the safe shifts, the one catching the most of the engine's
+    own faces out of fold."""
     say = say or Say(True)
     if len(fakes) < MIN_FACES:
         raise AdaptRefused(
@@ -203,6 +211,8 @@ def adapt_faces(
         e_reals = platt[0] * oof_real + platt[1]
     caught_before = float(np.mean(clip.sigmoid(base_fakes) >= np.float32(model.spec.threshold)))
 
+    real_src = np.where(valid.y == 0, np.array(valid.sources), "")
+    real_sources = sorted(set(real_src) - {""})
     settings = []
     for shift in SHIFTS:
         after = clip.sigmoid(np.maximum(base_valid, e_valid + shift))
@@ -223,11 +233,14 @@ def adapt_faces(
             for s, r in at_old.items()
             if "called_fake" in r and r["called_fake"] > max(rate, old[s]["called_fake"])
         }
-        settings.append(_Setting(shift, cut, after, lost, caught, fa, broken))
+        fired = clip.sigmoid(e_valid + shift) >= c32
+        engine_fa = max(float(np.mean(fired[real_src == s])) for s in real_sources)
+        settings.append(_Setting(shift, cut, after, lost, caught, fa, engine_fa, broken))
     safe = [
         s
         for s in settings
         if max(s.lost.values(), default=0.0) <= MAX_LOSS + 1e-9
+        and s.engine_false_alarm <= ENGINE_FALSE_ALARM + 1e-9
         and (s.reals_called_fake is None or s.reals_called_fake <= rate)
     ]
     best = max(safe, key=lambda s: (s.caught, s.shift), default=None)
