@@ -32,7 +32,9 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 def timed(cmd: list[str]) -> tuple[float, int, str]:
     began = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    return time.perf_counter() - began, done.returncode, (done.stdout + done.stderr).strip()
+    # adapt's one-line summary is on stdout; a refusal or an error is the last line of stderr
+    said = done.stdout.strip() or (done.stderr.strip().splitlines() or [""])[-1]
+    return time.perf_counter() - began, done.returncode, said
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             )
             adapt_s.append(took)
-            print(f"adapt run {run + 1}: {took:.1f} s, exit {rc}: {said.splitlines()[-1]}")
+            print(f"adapt run {run + 1}: {took:.1f} s, exit {rc}: {said}")
             took, rc, _ = timed(
                 [
                     py,

@@ -257,6 +257,7 @@ def test_the_curve_adapts_a_model_fitted_without_an_engine(
     assert max(p["caught"] for p in taught) > base["caught"]
     assert min(p["auc"] for p in taught) >= base["auc"] - 1e-9
     assert "| 10 |" in (out / "curve.md").read_text() and (out / "curve.png").stat().st_size
+    assert [r["k"] for r in run["summary"]] == [0, 10, 12] and run["summary"][1]["draws"] == 2
     # The card's leave-source-out section shows the views of the model that never saw gamma.
     from training.evaluation.report.leave_out import _views_table
 

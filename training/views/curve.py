@@ -136,6 +136,7 @@ def plot(runs: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for run in runs:
@@ -144,10 +145,16 @@ def plot(runs: list[dict], path: Path) -> None:
         mean = np.array([r["caught_mean"] for r in rows]) * 100
         lo = mean - np.array([r["caught_min"] for r in rows]) * 100
         hi = np.array([r["caught_max"] for r in rows]) * 100 - mean
-        ax.errorbar(ks, mean, yerr=[lo, hi], marker="o", capsize=3, label=run["engine"])
+        refused = sum(r["refused"] for r in rows)
+        label = run["engine"]
+        if refused:
+            label += f" ({refused} of {sum(r['draws'] for r in rows[1:])} refused: unchanged)"
+        ax.errorbar(ks, mean, yerr=[lo, hi], marker="o", capsize=3, label=label)
     for k, goal in GOALS.items():
         ax.plot([k], [100 * goal], "k_", markersize=18)
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xticks(sorted({r["k"] for run in runs for r in _summary(run)}))
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("faces of the engine taught (0: the model trained without it)")
     ax.set_ylabel("its test fakes caught at the operating point (%)")
     ax.set_ylim(0, 102)
@@ -172,6 +179,8 @@ def run(args) -> int:
         if not sep:
             raise DataError(f"--run {item}: write it SOURCE=MODEL_DIR.")
         runs.append(curve_for(Path(start), engine, prepared, args.k, args.draws, args.quiet))
+    for r in runs:
+        r["summary"] = _summary(r)  # what the card's table shows, per k
     (out / "curve.json").write_text(json.dumps({"runs": runs, "goals": GOALS}, indent=2) + "\n")
     text = markdown(runs)
     (out / "curve.md").write_text(text)

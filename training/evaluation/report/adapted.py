@@ -63,3 +63,40 @@ def section_adapted(doc: dict) -> list[dict]:
         for e in taught
         if isinstance(e, dict) and "report" in e
     ]
+
+
+def section_adapt_curve(model_dir, out) -> list[dict] | None:
+    """`make adapt-curve` (adapt-curve/curve.json, its per-k summary, and curve.png): per
+    held-out engine, its table; the plot with the first."""
+    from .read import figure, read_json
+
+    folder = model_dir / "adapt-curve"
+    if not (folder / "curve.json").is_file():
+        return None
+    runs = read_json(folder / "curve.json")["runs"]
+    head = [
+        "faces taught",
+        "its test fakes caught (mean, min–max)",
+        "ROC-AUC vs every real",
+        "worst real source kept",
+        "worst drop of another engine",
+        "refused",
+    ]
+    sections = []
+    for run in runs:
+        rows = [
+            [
+                r["k"] or "none",
+                f"{_pct(r['caught_mean'])} ({_pct(r['caught_min'])}–{_pct(r['caught_max'])})",
+                f"{r['auc_mean']:.3f}",
+                _pct(r["worst_real_kept"]),
+                f"{100 * r['worst_other_drop']:+.1f} pts",
+                f"{r['refused']} of {r['draws']}",
+            ]
+            for r in run["summary"]
+        ]
+        sections.append(
+            {"engine": run["engine"], "start": run["start"], "table": table(head, rows)}
+        )
+    sections[0]["figure"] = figure(folder / "curve.png", out, "Teaching a held-out engine")
+    return sections

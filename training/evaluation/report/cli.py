@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .adapted import section_adapted
+from .adapted import section_adapt_curve, section_adapted
 from .fairface import FAIRFACE_DIR, face_found_gap, section_fairface, summarise_fairface
 from .fairness import cross_check, section_fairness
 from .leave_out import section_leave_out
@@ -127,6 +127,7 @@ def build(
         "leave_out": section_leave_out(lso_runs, out),
         "views": section_views(model_dir, doc),
         "adapted": section_adapted(doc),
+        "adapt_curve": section_adapt_curve(model_dir, out),
         "command": command,
     }
     return render(context, out)
