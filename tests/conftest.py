@@ -363,3 +363,44 @@ def two_view(tiny_model_dir, prepared, tmp_path_factory) -> Path:
         args += ["--data", str(folder)]
     assert main(args) == 0
     return out
+
+
+# A two-view model taught a made-up engine by `training adapt` (test_adapt, the browser test).
+def astronaut_photos(folder: Path, count: int, look, seed: int) -> Path:
+    """`count` photos of the astronaut, each moved and scaled a little, with `look` applied."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    base = Image.fromarray(data.astronaut())
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        s = rng.uniform(0.9, 1.1)
+        dx, dy = rng.integers(-20, 21, 2)
+        img = base.transform(base.size, Image.Transform.AFFINE, (s, 0, dx, 0, s, dy))
+        look(img).save(folder / f"{i}.jpg", quality=95)
+    return folder
+
+
+def warm_cast(img: Image.Image) -> Image.Image:
+    """A made-up engine's look, one the model calls real: a warm cast."""
+    x = np.asarray(img, np.float32) * np.array([1.15, 1.0, 0.85], np.float32)
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+
+
+def run_adapt(model: Path, fakes: Path, out: Path, *extra: str) -> int:
+    from training.__main__ import main
+
+    args = ["adapt", "--model", str(model), "--fakes", str(fakes), "--out", str(out)]
+    return main([*args, "--name", "Tint 1", "--quiet", *extra])
+
+
+@pytest.fixture(scope="session")
+def tint_photos(tmp_path_factory) -> Path:
+    return astronaut_photos(tmp_path_factory.mktemp("tint"), 14, warm_cast, 1)
+
+
+@pytest.fixture(scope="session")
+def adapted(two_view, tint_photos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("adapted") / "model"
+    assert run_adapt(two_view, tint_photos, out) == 0
+    return out

@@ -14,47 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import LocalHost
-
-
-def _photos(folder: Path, count: int, look, seed: int) -> Path:
-    """`count` photos of the astronaut, each moved and scaled a little, with `look` applied."""
-    from skimage import data
-
-    rng = np.random.default_rng(seed)
-    base = Image.fromarray(data.astronaut())
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        s = rng.uniform(0.9, 1.1)
-        dx, dy = rng.integers(-20, 21, 2)
-        img = base.transform(base.size, Image.Transform.AFFINE, (s, 0, dx, 0, s, dy))
-        look(img).save(folder / f"{i}.jpg", quality=95)
-    return folder
-
-
-def _tinted(img: Image.Image) -> Image.Image:
-    """A made-up engine's look, one the model calls real: a warm cast."""
-    x = np.asarray(img, np.float32) * np.array([1.15, 1.0, 0.85], np.float32)
-    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
-
-
-def _adapt(model: Path, fakes: Path, out: Path, *extra: str) -> int:
-    from training.__main__ import main
-
-    args = ["adapt", "--model", str(model), "--fakes", str(fakes), "--out", str(out)]
-    return main([*args, "--name", "Tint 1", "--quiet", *extra])
-
-
-@pytest.fixture(scope="session")
-def tint_photos(tmp_path_factory) -> Path:
-    return _photos(tmp_path_factory.mktemp("tint"), 14, _tinted, 1)
-
-
-@pytest.fixture(scope="session")
-def adapted(two_view, tint_photos, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("adapted") / "model"
-    assert _adapt(two_view, tint_photos, out) == 0
-    return out
+from tests.conftest import LocalHost, astronaut_photos, run_adapt, warm_cast
 
 
 def test_adapt_teaches_an_engine_and_leaves_the_model_it_started_from(
@@ -110,27 +70,29 @@ def test_an_adapted_model_serves_and_names_its_engine(adapted, images, tmp_path)
 
 
 def test_too_few_faces_are_refused_and_nothing_is_written(two_view, tmp_path, capsys):
-    few = _photos(tmp_path / "few", 6, _tinted, 2)
+    few = astronaut_photos(tmp_path / "few", 6, warm_cast, 2)
     (few / "notes.txt").write_text("not a photo")
-    _photos(tmp_path / "few" / "no-face", 2, lambda img: img.resize((40, 40)).resize((512, 512)), 3)
-    assert _adapt(two_view, few, tmp_path / "out") == 2
+    astronaut_photos(
+        tmp_path / "few" / "no-face", 2, lambda img: img.resize((40, 40)).resize((512, 512)), 3
+    )
+    assert run_adapt(two_view, few, tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "at least 10" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
 def test_reals_that_look_like_the_engine_are_refused(two_view, tint_photos, tmp_path, capsys):
-    reals = _photos(tmp_path / "reals", 12, _tinted, 4)
-    assert _adapt(two_view, tint_photos, tmp_path / "out", "--reals", str(reals)) == 2
+    reals = astronaut_photos(tmp_path / "reals", 12, warm_cast, 4)
+    assert run_adapt(two_view, tint_photos, tmp_path / "out", "--reals", str(reals)) == 2
     err = capsys.readouterr().err
     assert "of your real photos fake" in err and "nothing was written" in err
     assert not (tmp_path / "out").exists()
 
 
 def test_a_pulled_feedback_folder_is_split_into_fakes_and_reals(two_view, tmp_path, capsys):
-    _photos(tmp_path / "pulled" / "fake", 3, _tinted, 6)
-    _photos(tmp_path / "pulled" / "real", 3, lambda img: img, 7)
-    assert _adapt(two_view, tmp_path / "pulled", tmp_path / "out") == 2
+    astronaut_photos(tmp_path / "pulled" / "fake", 3, warm_cast, 6)
+    astronaut_photos(tmp_path / "pulled" / "real", 3, lambda img: img, 7)
+    assert run_adapt(two_view, tmp_path / "pulled", tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert f"--fakes {tmp_path / 'pulled' / 'fake'}" in err and "--reals" in err
     assert not (tmp_path / "out").exists()
@@ -138,7 +100,7 @@ def test_a_pulled_feedback_folder_is_split_into_fakes_and_reals(two_view, tmp_pa
 
 def test_an_existing_folder_is_never_overwritten(two_view, tint_photos, capsys):
     spec = (two_view / "model.json").read_bytes()
-    assert _adapt(two_view, tint_photos, two_view) == 2
+    assert run_adapt(two_view, tint_photos, two_view) == 2
     assert "already holds files" in capsys.readouterr().err
     assert (two_view / "model.json").read_bytes() == spec
 
@@ -176,7 +138,7 @@ def test_the_shipped_model_refuses_real_photos_passed_off_as_an_engine(tmp_path,
     fakes.mkdir()
     for p in sorted(reals.glob("*.jpg"))[:20]:
         shutil.copy(p, fakes)
-    assert _adapt(ROOT / "models" / "default", fakes, tmp_path / "out") == 2
+    assert run_adapt(ROOT / "models" / "default", fakes, tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "engines it already knows" in err or "engines the model already knows" in err
     assert "nothing was written" in err and "Traceback" not in err
@@ -211,7 +173,7 @@ def gamma(aligned_astronaut, tmp_path_factory) -> Path:
         for label in ("real", "fake"):
             for i in range(n):
                 face = _jitter(aligned_astronaut, rng)
-                face = _tinted(face) if label == "fake" else face
+                face = warm_cast(face) if label == "fake" else face
                 out = f"{split}/{label}/{i}.png"
                 (root / out).parent.mkdir(parents=True, exist_ok=True)
                 face.save(root / out)

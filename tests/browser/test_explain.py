@@ -233,3 +233,17 @@ def test_shipped_model_shows_each_view_beside_the_answer(
         assert float(said.group(1)) == pytest.approx(100 * face["views"][view["name"]], abs=0.51)
     assert (page.locator(".views-disagree").count() == 1) == face["views_disagree"]
     page.screenshot(path=test_output / "two-views.png", full_page=True)
+
+
+def test_an_adapted_model_names_its_engine_on_the_page(open_page, adapted, tmp_path, test_output):
+    """A model taught an engine by `training adapt` serves like any other, and the page lists
+    the engine among those the model learned from, with how many faces taught it."""
+    host = LocalHost(adapted, tmp_path / "host.log")
+    try:
+        page = open_page(host.url)
+        learned = page.locator(".model-learned")
+        learned.wait_for()
+        assert "Tint 1 (taught later with 14 faces" in learned.inner_text()
+        page.screenshot(path=test_output / "adapted.png", full_page=True)
+    finally:
+        host.stop()
