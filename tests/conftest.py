@@ -313,43 +313,51 @@ def aligned_astronaut() -> Image.Image:
     return detect_and_align(Image.fromarray(data.astronaut()), size=256)[0].aligned
 
 
+def prepared_folder(root: Path, name: str, counts: dict, make_face, seed: int) -> Path:
+    """A folder as `prepare` writes it, of jittered aligned astronauts: counts[(split, label)]
+    faces each, made by make_face(jittered face, label); every row of source `name`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (split, label), count in counts.items():
+        for i in range(count):
+            out = f"{split}/{label}/{i}.png"
+            (root / out).parent.mkdir(parents=True, exist_ok=True)
+            make_face(rng, label).save(root / out)
+            rows.append(
+                {
+                    "source": out,
+                    "output": out,
+                    "split": split,
+                    "label": label,
+                    "dataset": name,
+                    "faces": "1",
+                    "status": "ok",
+                }
+            )
+    write_manifest(root, rows)
+    return root
+
+
 @pytest.fixture(scope="session")
 def prepared(aligned_astronaut, tmp_path_factory) -> list[Path]:
     """Two prepared folders: alpha with reals (the face) and fakes (the face smoothed and
     posterised, a plain 'generated' look), beta with reals only (the face in gray)."""
-    rng = np.random.default_rng(5)
-    folders = []
-    for name in ("alpha", "beta"):
-        root = tmp_path_factory.mktemp(f"aligned-{name}")
-        rows = []
-        for split, (pairs, beta_reals) in SPLITS.items():
-            kinds = (
-                [("real", pairs), ("fake", pairs)] if name == "alpha" else [("real", beta_reals)]
-            )
-            for label, count in kinds:
-                for i in range(count):
-                    face = _jitter(aligned_astronaut, rng)
-                    if label == "fake":
-                        face = face.filter(ImageFilter.GaussianBlur(3)).quantize(12).convert("RGB")
-                    if name == "beta":
-                        face = face.convert("L").convert("RGB")
-                    out = f"{split}/{label}/{i}.png"
-                    (root / out).parent.mkdir(parents=True, exist_ok=True)
-                    face.save(root / out)
-                    rows.append(
-                        {
-                            "source": out,
-                            "output": out,
-                            "split": split,
-                            "label": label,
-                            "dataset": name,
-                            "faces": "1",
-                            "status": "ok",
-                        }
-                    )
-        write_manifest(root, rows)
-        folders.append(root)
-    return folders
+
+    def alpha(rng, label):
+        face = _jitter(aligned_astronaut, rng)
+        if label == "fake":
+            face = face.filter(ImageFilter.GaussianBlur(3)).quantize(12).convert("RGB")
+        return face
+
+    def beta(rng, label):
+        return _jitter(aligned_astronaut, rng).convert("L").convert("RGB")
+
+    pairs = {(s, lab): n for s, (n, _) in SPLITS.items() for lab in ("real", "fake")}
+    reals = {(s, "real"): n for s, (_, n) in SPLITS.items()}
+    return [
+        prepared_folder(tmp_path_factory.mktemp("aligned-alpha"), "alpha", pairs, alpha, 5),
+        prepared_folder(tmp_path_factory.mktemp("aligned-beta"), "beta", reals, beta, 6),
+    ]
 
 
 @pytest.fixture(scope="session")

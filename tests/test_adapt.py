@@ -164,32 +164,18 @@ def test_a_refusal_names_the_sources_it_would_break_and_the_engines_it_would_los
 @pytest.fixture(scope="session")
 def gamma(aligned_astronaut, tmp_path_factory) -> Path:
     """A third prepared folder whose fakes are warm-cast faces: an engine to leave out."""
-    from tests.conftest import _jitter, write_manifest
+    from tests.conftest import _jitter, prepared_folder
 
-    rng = np.random.default_rng(9)
-    root = tmp_path_factory.mktemp("aligned-gamma")
-    rows = []
-    for split, n in (("train", 12), ("valid", 4), ("test", 6)):
-        for label in ("real", "fake"):
-            for i in range(n):
-                face = _jitter(aligned_astronaut, rng)
-                face = warm_cast(face) if label == "fake" else face
-                out = f"{split}/{label}/{i}.png"
-                (root / out).parent.mkdir(parents=True, exist_ok=True)
-                face.save(root / out)
-                rows.append(
-                    {
-                        "source": out,
-                        "output": out,
-                        "split": split,
-                        "label": label,
-                        "dataset": "gamma",
-                        "faces": "1",
-                        "status": "ok",
-                    }
-                )
-    write_manifest(root, rows)
-    return root
+    def face(rng, label):
+        jittered = _jitter(aligned_astronaut, rng)
+        return warm_cast(jittered) if label == "fake" else jittered
+
+    counts = {
+        (s, lab): n
+        for s, n in (("train", 12), ("valid", 4), ("test", 6))
+        for lab in ("real", "fake")
+    }
+    return prepared_folder(tmp_path_factory.mktemp("aligned-gamma"), "gamma", counts, face, 9)
 
 
 def test_the_curve_adapts_a_model_fitted_without_an_engine(
