@@ -50,6 +50,7 @@ def test_adapt_teaches_an_engine_and_leaves_the_model_it_started_from(
     assert (got.p_fake >= was.p_fake - 1e-6).all() and (got.p_fake > was.p_fake).any()
     card = (adapted / "MODEL_CARD.md").read_text()
     assert "## Adapted" in card and "Tint 1" in card
+    assert "alpha fakes caught, n=6" in card and "beta reals called fake, n=6" in card
 
 
 def test_an_adapted_model_serves_and_names_its_engine(adapted, images, tmp_path):

@@ -127,17 +127,11 @@ def _calibrated(head: clip.LinearHead, valid_real_logit: np.ndarray, oof_fake: n
 
 
 def _catches(valid: Faces, p: np.ndarray, cut: float) -> dict[str, dict]:
-    """Each validation source: its reals called fake, its fakes caught, at `cut`."""
-    src = np.array(valid.sources)
-    p = np.asarray(p, np.float32)
-    out: dict[str, dict] = {}
-    for s in sorted(set(valid.sources)):
-        for label, key in ((0, "called_fake"), (1, "caught")):
-            sel = (src == s) & (valid.y == label)
-            if sel.any():
-                out.setdefault(s, {})[key] = float(np.mean(p[sel] >= np.float32(cut)))
-                out[s]["reals" if label == 0 else "fakes"] = int(sel.sum())
-    return out
+    """Each validation source at `cut`: its reals called fake, its fakes caught (as export
+    records the operating point)."""
+    from ..export import operating_sources
+
+    return operating_sources(valid.y, np.asarray(p, np.float32), valid.sources, cut)
 
 
 def with_engine(model: Model, engine: clip.Engine) -> Model:

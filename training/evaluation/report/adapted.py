@@ -15,14 +15,14 @@ def _rates(report: dict) -> dict:
     rows = []
     for s in sorted(before):
         b, a = before[s], after.get(s, {})
-        if "fakes" in b:
+        if "fake" in b:
             rows.append(
-                [f"{s} fakes caught, n={b['fakes']}", _pct(b["caught"]), _pct(a.get("caught"))]
+                [f"{s} fakes caught, n={b['fake']}", _pct(b["caught"]), _pct(a.get("caught"))]
             )
-        if "reals" in b:
+        if "real" in b:
             rows.append(
                 [
-                    f"{s} reals called fake, n={b['reals']}",
+                    f"{s} reals called fake, n={b['real']}",
                     _pct(b["called_fake"]),
                     _pct(a.get("called_fake")),
                 ]
