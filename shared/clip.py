@@ -189,13 +189,12 @@ class Engine:
         return cls(str(doc["name"]), LinearHead.from_json(doc["head"]))
 
 
-def with_engines(
-    logit: np.ndarray, engines: tuple[Engine, ...], features: dict[str, np.ndarray]
-) -> np.ndarray:
-    """`logit` raised to the highest taught engine's logit, face by face."""
-    for engine in engines:
-        logit = np.maximum(logit, engine.head.logit(features))
-    return logit
+def engines_logit(
+    engines: tuple[Engine, ...], features: dict[str, np.ndarray]
+) -> np.ndarray | None:
+    """The highest taught engine's logit, face by face (None for a model taught none)."""
+    logits = [engine.head.logit(features) for engine in engines]
+    return np.max(logits, axis=0) if logits else None
 
 
 @dataclass(frozen=True)

@@ -234,8 +234,9 @@ class Model:
             raise ValueError(f"{self.spec.name} has one view: there is no CLIP head to score")
         clip_logit = self.clip.head.logit(features)
         fused = self.clip.fusion.logit(clip.logit(p_cnn), clip_logit)
-        fused = clip.with_engines(fused, self.clip.engines, features)
-        clip_logit = clip.with_engines(clip_logit, self.clip.engines, features)
+        taught = clip.engines_logit(self.clip.engines, features)
+        if taught is not None:
+            fused, clip_logit = np.maximum(fused, taught), np.maximum(clip_logit, taught)
         views = {"cnn": p_cnn, "clip": clip.sigmoid(clip_logit)}
         return Scores(inputs, clip.sigmoid(fused), views)
 

@@ -150,7 +150,7 @@ def test_a_refusal_names_the_sources_it_would_break_and_the_engines_it_would_los
     from training.views.adapt import _Setting, _why_not
 
     def setting(lost, broken, reals=None):
-        return _Setting(0.0, 0.9, np.zeros(1), lost, 0.5, reals, 0.0, broken)
+        return _Setting(0.0, 0.9, lost, 0.5, reals, 0.0, broken)
 
     said = _why_not("X", setting({"140k": 0.091, "sd": 0.0}, {"ffhq": 0.05}), 0.02, 0.2)
     assert "call 5% of ffhq's real validation photos fake" in said

@@ -152,7 +152,6 @@ class _Setting:
 
     shift: float
     cut: float
-    after: np.ndarray
     lost: dict[str, float]
     caught: float
     reals_called_fake: float | None
@@ -195,7 +194,7 @@ def adapt_faces(
 
     before = model.score_views(np.empty(0), valid.p_cnn, valid.features).p_fake
     old = _catches(valid, before, model.spec.threshold)
-    base_valid = base_logit(valid.p_cnn, valid.features[f])
+    base_valid = clip.logit(before)
     base_fakes = base_logit(fakes.p_cnn, fakes.features)
     e_valid = calibrated.logit(valid.features)
     e_fakes = platt[0] * oof_fake + platt[1]
@@ -229,7 +228,7 @@ def adapt_faces(
         }
         fired = clip.sigmoid(e_valid + shift) >= c32
         engine_fa = max(float(np.mean(fired[real_src == s])) for s in real_sources)
-        settings.append(_Setting(shift, cut, after, lost, caught, fa, engine_fa, broken))
+        settings.append(_Setting(shift, cut, lost, caught, fa, engine_fa, broken))
     safe = [
         s
         for s in settings
@@ -361,7 +360,6 @@ def write_adapted(
     generators.learned and a new threshold), its bank holding the user's reals too, and its card
     re-rendered with an "Adapted" section."""
     from ..evaluation.report import build
-    from ..export import operating_sources
 
     shutil.copytree(model.dir, out, ignore=shutil.ignore_patterns("MODEL_CARD.*"))
     doc = json.loads((out / SPEC_FILE).read_text())
@@ -382,17 +380,14 @@ def write_adapted(
     )
     learned = doc.setdefault("generators", {}).setdefault("learned", [])
     learned.append(f"{name} (taught later with {report['faces']} faces, {added})")
-    taught = with_engine(model, adapted.engine)
-    valid = bank.valid
-    p = taught.score_views(np.empty(0), valid.p_cnn, valid.features).p_fake
-    op = doc.get("operating_point", {})
+    # report["valid"]["after"] is each validation source at the new threshold, as serving
+    # answers with the engine (export's operating_sources): the operating point itself.
+    after = report["valid"]["after"]
     doc["operating_point"] = {
-        **op,
+        **doc.get("operating_point", {}),
         "threshold": adapted.threshold,
-        "worst_false_alarm": max(
-            r["called_fake"] for r in report["valid"]["after"].values() if "called_fake" in r
-        ),
-        "sources": operating_sources(valid.y, p, valid.sources, adapted.threshold),
+        "worst_false_alarm": max(r["called_fake"] for r in after.values() if "called_fake" in r),
+        "sources": after,
     }
     doc["threshold"] = adapted.threshold
     doc["version"] = f"{doc['version']}+{len(clip_doc['adapted'])}"

@@ -3,11 +3,8 @@ from model.json's views.clip.adapted, with every validation source's rates befor
 
 from __future__ import annotations
 
+from .read import pct as _pct
 from .read import table
-
-
-def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.1f} %"
 
 
 def _rates(report: dict) -> dict:
