@@ -283,12 +283,35 @@ def test_class_and_no_balance_are_unchanged_and_source_reduces_to_class_on_one_s
     assert sums[("a", "fake")] / (sums[("a", "fake")] + sums[("a", "real")]) == pytest.approx(0.5)
 
 
+def test_sqrt_balance_gives_each_cell_a_share_by_the_root_of_its_size():
+    """Under `sqrt` a cell of 400 images carries twice the loss of a cell of 100 (not four
+    times, as with no balance, nor the same, as with `source`); the weights still average 1 and
+    validation is weighed by its own cells."""
+    from training.data.pipeline import sample_weights
+
+    train = _split({("140k", "fake"): 400, ("140k", "real"): 100, ("sd", "fake"): 100})
+    val = _split({("140k", "fake"): 16, ("140k", "real"): 4})
+    train_w, val_w, info = sample_weights(train, val, "sqrt")
+    sums = _cell_sums(train, train_w)
+    assert sums[("140k", "fake")] == pytest.approx(2 * sums[("140k", "real")], rel=1e-6)
+    assert sums[("sd", "fake")] == pytest.approx(sums[("140k", "real")], rel=1e-6)
+    assert train_w.mean() == pytest.approx(1.0, rel=1e-6)
+    assert {(c["source"], c["class"]): c["share"] for c in info["cells"]} == {
+        ("140k", "fake"): pytest.approx(0.5),
+        ("140k", "real"): pytest.approx(0.25),
+        ("sd", "fake"): pytest.approx(0.25),
+    }
+    val_sums = _cell_sums(val, val_w)
+    assert val_sums[("140k", "fake")] == pytest.approx(2 * val_sums[("140k", "real")], rel=1e-6)
+    assert "square root" in info["rule"]
+
+
 def test_one_class_training_data_and_unknown_modes_are_refused():
     from training.data.datasets import DataError
     from training.data.pipeline import sample_weights
 
     reals = _split({("fairface", "real"): 5})
-    for mode in ("weights", "source"):
+    for mode in ("weights", "source", "sqrt"):
         with pytest.raises(DataError, match="only one class"):
             sample_weights(reals, reals, mode)
     with pytest.raises(DataError, match="--balance"):

@@ -530,7 +530,8 @@ def register(sub) -> None:
         choices=BALANCE_MODES,
         default="weights",
         help="loss weights: weights = by class, n/(2 n_class) (default); source = every "
-        "(source, class) cell of the --data folders weighs the same, n/(cells n_cell); none",
+        "(source, class) cell of the --data folders weighs the same, n/(cells n_cell); sqrt = "
+        "a cell's share of the loss grows with the square root of its images; none",
     )
     p.add_argument(
         "--val-split",

@@ -405,12 +405,15 @@ def class_weights(labels: np.ndarray) -> dict[str, float]:
     return {"fake": n / (2 * fake), "real": n / (2 * (n - fake))}
 
 
-BALANCE_MODES = ("weights", "source", "none")
+BALANCE_MODES = ("weights", "source", "sqrt", "none")
 BALANCE_RULES = {
     "weights": "class: each class carries half of the loss (weight n / (2 n_class))",
     "source": "source x class: every (source, class) cell present carries the same share of "
     "the loss (weight n / (cells x n_cell)), so within a source its reals and fakes weigh the "
     "same and a one-class source (FairFace: reals only) weighs as much as any one cell",
+    "sqrt": "source x class by size: every (source, class) cell carries a share of the loss "
+    "proportional to the square root of its images (weight proportional to 1 / sqrt(n_cell)), so "
+    "a large collection (140k) weighs more than a small one, but far less than in proportion",
     "none": "none: every image weighs 1",
 }
 
@@ -421,16 +424,19 @@ def _cell_keys(rows: list[dict[str, str]], labels: np.ndarray) -> list[tuple[str
     ]
 
 
-def cell_weights(rows: list[dict[str, str]], labels: np.ndarray) -> np.ndarray:
-    """Per-image weights n / (K n_cell) over the K (source, class) cells present.
+def cell_weights(rows: list[dict[str, str]], labels: np.ndarray, power: float = 0.0) -> np.ndarray:
+    """Per-image weights over the (source, class) cells present: each cell's share of the loss
+    is proportional to n_cell ** power (0: every cell the same, n / (K n_cell) an image).
 
-    They average 1, so the loss keeps its scale; every cell sums to n / K."""
+    They average 1, so the loss keeps its scale."""
     keys = _cell_keys(rows, labels)
     counts: dict[tuple[str, str], int] = {}
     for k in keys:
         counts[k] = counts.get(k, 0) + 1
-    n, k_cells = len(keys), len(counts)
-    return np.array([n / (k_cells * counts[k]) for k in keys], np.float32)
+    shares = {k: c**power for k, c in counts.items()}
+    total = sum(shares.values())
+    n = len(keys)
+    return np.array([n * shares[k] / (total * counts[k]) for k in keys], np.float32)
 
 
 def describe_cells(rows: list[dict[str, str]], labels: np.ndarray, weights: np.ndarray) -> list:
@@ -457,15 +463,16 @@ def sample_weights(train: Split, val: Split, mode: str) -> tuple[np.ndarray, np.
     """(train weights, validation weights, what was done) for `--balance MODE`.
 
     `weights` (class) and `none` weigh validation with the training split's class weights, as
-    runs before per-source balance did; `source` applies its rule to each split's own cells, so
-    the best checkpoint is the one with the lowest per-source-balanced validation loss."""
+    runs before per-source balance did; `source` and `sqrt` apply their rule to each split's own
+    cells, so the best checkpoint has the lowest validation loss weighed the same way."""
     if mode not in BALANCE_MODES:
         raise DataError(f"--balance {mode!r}: choose from {', '.join(BALANCE_MODES)}.")
     info: dict = {"mode": mode, "rule": BALANCE_RULES[mode]}
-    if mode == "source":
+    if mode in ("source", "sqrt"):
         class_weights(train.labels)  # refuses a one-class training set, as the class rule does
-        train_w = cell_weights(train.rows, train.labels)
-        val_w = cell_weights(val.rows, val.labels)
+        power = 0.5 if mode == "sqrt" else 0.0
+        train_w = cell_weights(train.rows, train.labels, power)
+        val_w = cell_weights(val.rows, val.labels, power)
         # One mean weight per class, comparable with the class rule's two numbers.
         info["class_weights"] = {
             c: float(train_w[(train.labels == 1.0) == (c == "fake")].mean())
