@@ -562,6 +562,20 @@ def leave_out_eval(root: Path, key: str = "su", old: bool = False) -> Path:
     return d
 
 
+def beside_eval(root: Path, name: str, model: str, threshold: float, rows: list[dict]) -> Path:
+    """An `evaluate` output of an earlier model on the same test splits, in root/name."""
+    d = root / name
+    write_csv(d / "metrics.csv", rows)
+    (d / "evaluation.json").write_text(json.dumps({"model": model, "threshold": threshold}))
+    return d
+
+
+def source_row(source: str, tp, fp, fn, tn, auc="") -> dict:
+    n = tp + fp + fn + tn
+    row = metrics_row(n, (tp + tn) / n, tp, fp, fn, tn, roc_auc=auc)
+    return {**row, "group": f"dataset={source}"}
+
+
 def render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path, out=None):
     cmp = tmp_path / "cmp"
     assert main(["compare", *map(str, two_runs), "--out", str(cmp)]) == 0
@@ -571,6 +585,8 @@ def render_full(model_dir, fairness_dir, fairface_csv, two_runs, tmp_path, out=N
     args += ["--comparison", str(cmp)]
     for key in ("su", "sd"):  # given out of order: the card sorts them by name
         args += ["--leave-source-out", str(leave_out_eval(tmp_path / "lso", key))]
+    before = [source_row("140k", 5, 2, 3, 10, 0.8123)]
+    args += ["--beside", str(beside_eval(tmp_path / "b", "before", "tiny 2025", 0.5, before))]
     if out:
         args += ["--out", str(out)]
     assert main(args) == 0
@@ -644,6 +660,8 @@ def test_inputs_are_copied_and_the_card_re_renders_from_the_folder_alone(
         "leave-source-out/sd/evaluation.json",
         "leave-source-out/su/metrics.csv",
         "leave-source-out/su/evaluation.json",
+        "beside/before/metrics.csv",
+        "beside/before/evaluation.json",
     ):
         assert (model_dir / rel).is_file(), rel
     assert "](eval/roc_pr.png)" in md  # Markdown images relative to the card
@@ -766,6 +784,37 @@ def test_card_of_the_shipped_model(tmp_path):
     for key in ("accuracy", "f1", "roc_auc"):
         assert f"{float(row[key]):.4f}" in md, key
     assert "could not be loaded" not in md  # the Grad-CAM line asked LiteRT
+
+
+def test_card_sets_earlier_models_beside_this_one(model_dir, tmp_path):
+    """Per source of this model's test metrics: fakes caught, reals kept and the ROC-AUC, beside
+    each earlier model's own figures; a source an earlier model was not scored on reads "—"."""
+    mine = [
+        metrics_row(30, 0.9, 14, 1, 2, 13, 0.6123, roc_auc=0.95),
+        source_row("140k", 9, 1, 1, 9, 0.9512),
+        source_row("stable-diffusion", 5, 0, 0, 0),
+        source_row("real-portraits", 0, 0, 0, 5),
+    ]
+    write_csv(model_dir / "eval" / "metrics.csv", mine)
+    old = [source_row("140k", 6, 3, 4, 7, 0.7011), source_row("real-portraits", 0, 1, 0, 4)]
+    vgg = beside_eval(tmp_path, "vgg", "vgg10-gray128 2026.11.26 (LiteRT)", 0.7055, old)
+    assert main(["report", str(model_dir), "--beside", str(vgg)]) == 0
+    md = (model_dir / "MODEL_CARD.md").read_text()
+    part = md.split("### Beside earlier models")[1].split("###")[0]
+    assert "vgg10-gray128 2026.11.26 (LiteRT)" in part and "tiny-gray64" in part
+    assert re.search(r"140k fakes caught \| 90\.0 % \(9 of 10\) \| 60\.0 % \(6 of 10\)", part)
+    assert re.search(r"140k reals kept \| 90\.0 % \(9 of 10\) \| 70\.0 % \(7 of 10\)", part)
+    assert re.search(r"140k ROC-AUC \| 0\.9512 \| 0\.7011", part)
+    assert re.search(r"stable-diffusion fakes caught \| 100\.0 % \(5 of 5\) \| — \|", part)
+    assert re.search(
+        r"real-portraits reals kept \| 100\.0 % \(5 of 5\) \| 80\.0 % \(4 of 5\)", part
+    )
+    assert "stable-diffusion ROC-AUC" not in part  # no reals in that source
+    assert re.search(r"threshold on P\(fake\) \| 0\.6123 \| 0\.7055", part)
+    # kept in the folder: re-rendered alone, the table stays
+    assert main(["report", str(model_dir)]) == 0
+    assert "60.0 % (6 of 10)" in (model_dir / "MODEL_CARD.md").read_text()
+    assert main(["report", str(model_dir), "--beside", str(tmp_path / "none")]) == 2
 
 
 def test_card_shows_the_per_source_loss_weights(model_dir):

@@ -1,9 +1,10 @@
 """`report`: the model card, MODEL_CARD.md and a self-contained MODEL_CARD.html.
 
 Every figure in the card is read from a file: the model folder's model.json, eval/ and training/,
-plus the fairness audit, the FairFace predictions of the served path, the recipe comparison and
-the leave-source-out runs, which are first copied (or, for the predictions, summarised) into
-OUT/fairness, OUT/fairface, OUT/comparison and OUT/leave-source-out/<run> so that
+plus the fairness audit, the FairFace predictions of the served path, the recipe comparison, the
+leave-source-out runs and earlier models' evaluations, which are first copied (or, for the
+predictions, summarised) into OUT/fairness, OUT/fairface, OUT/comparison,
+OUT/leave-source-out/<run> and OUT/beside/<run> so that
 `report MODEL_DIR` re-renders the same card from the model folder alone.
 A missing input makes its section say "not measured"; nothing is filled in.
 
@@ -14,6 +15,7 @@ The card is built in the modules below, by section; this package re-exports thei
 from __future__ import annotations
 
 from ...fairness.metrics import wilson
+from .beside import section_beside
 from .cli import DEFAULT_LABELS, NOT_MEASURED, build, register
 from .fairface import (
     ATTRIBUTES,
@@ -38,6 +40,8 @@ from .read import ReportError, f3, f4, figure, interval, num, pct, read_csv, rea
 from .render import TEMPLATES, render
 from .scores import section_calibration, section_robustness, section_sources, section_test
 from .stage import (
+    BESIDE_DIR,
+    BESIDE_FILES,
     COMPARISON_FILES,
     FAIRFACE_FILES,
     FAIRNESS_FILES,
@@ -46,10 +50,13 @@ from .stage import (
     leave_out_runs,
     stage_folder,
     stage_leave_out,
+    stage_runs,
 )
 
 __all__ = [
     "ATTRIBUTES",
+    "BESIDE_DIR",
+    "BESIDE_FILES",
     "COMPARISON_FILES",
     "DEFAULT_LABELS",
     "FAIRFACE_DIR",
@@ -77,6 +84,7 @@ __all__ = [
     "read_json",
     "register",
     "render",
+    "section_beside",
     "section_calibration",
     "section_comparison",
     "section_curves",
@@ -92,6 +100,7 @@ __all__ = [
     "section_test",
     "stage_folder",
     "stage_leave_out",
+    "stage_runs",
     "summarise_fairface",
     "table",
     "wilson",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .adapted import section_adapt_curve, section_adapted
+from .beside import section_beside
 from .fairface import FAIRFACE_DIR, face_found_gap, section_fairface, summarise_fairface
 from .fairness import cross_check, section_fairness
 from .leave_out import section_leave_out
@@ -22,12 +23,15 @@ from .read import ReportError, f3, num, read_json
 from .render import render
 from .scores import section_calibration, section_robustness, section_sources, section_test
 from .stage import (
+    BESIDE_DIR,
+    BESIDE_FILES,
     COMPARISON_FILES,
     FAIRFACE_FILES,
     FAIRNESS_FILES,
     LEAVE_OUT_DIR,
     stage_folder,
     stage_leave_out,
+    stage_runs,
 )
 from .views import section_views
 
@@ -47,6 +51,7 @@ def build(
     labels: Path | None = None,
     command: str = "",
     leave_out: list[Path] | None = None,
+    beside: list[Path] | None = None,
 ) -> list[Path]:
     spec_path = model_dir / "model.json"
     if not spec_path.is_file():
@@ -56,6 +61,7 @@ def build(
         (fairness, "--fairness"),
         (comparison, "--comparison"),
         *((folder, "--leave-source-out") for folder in leave_out or []),
+        *((folder, "--beside") for folder in beside or []),
     ):
         if given is not None and not given.is_dir():
             raise ReportError(f"{flag} {given}: no such folder.")
@@ -72,6 +78,9 @@ def build(
         comparison, model_dir / "comparison", out / "comparison", COMPARISON_FILES, "--comparison"
     )
     lso_runs = stage_leave_out(leave_out or [], model_dir / LEAVE_OUT_DIR, out / LEAVE_OUT_DIR)
+    beside_runs = stage_runs(
+        beside or [], model_dir / BESIDE_DIR, out / BESIDE_DIR, BESIDE_FILES, "--beside"
+    )
     if fairface_predictions is not None:
         use_labels = labels or (DEFAULT_LABELS if DEFAULT_LABELS.is_file() else None)
         summarise_fairface(fairface_predictions, use_labels, out / FAIRFACE_DIR)
@@ -113,6 +122,7 @@ def build(
         "operating_point": section_operating_point(doc),
         "data": section_data(doc, test["all"] if test else None, fairface),
         "test": test,
+        "beside": section_beside(model_dir, beside_runs),
         "fairface": fairface,
         "sources": section_sources(model_dir, fairface),
         "curves": section_curves(model_dir, doc, out),
@@ -140,6 +150,7 @@ def _command(args) -> str:
         ("--fairface-predictions", args.fairface_predictions),
         ("--comparison", args.comparison),
         *(("--leave-source-out", folder) for folder in args.leave_source_out or []),
+        *(("--beside", folder) for folder in args.beside or []),
         ("--labels", args.labels),
         ("--out", args.out),
     ):
@@ -160,6 +171,7 @@ def _run(args) -> int:
             args.labels,
             _command(args),
             args.leave_source_out,
+            args.beside,
         )
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
@@ -175,7 +187,7 @@ def register(sub) -> None:
         description="Render the model card of an exported model folder from its own files "
         "(model.json, eval/metrics.csv, eval/predictions.csv, eval/roc_pr.png, training/*) and "
         "the optional inputs below, which are copied (or summarised) into OUT/fairness, "
-        "OUT/fairface, OUT/comparison and OUT/leave-source-out first, so that "
+        "OUT/fairface, OUT/comparison, OUT/leave-source-out and OUT/beside first, so that "
         "`report MODEL_DIR` alone re-renders the same card later. The HTML has its CSS inline "
         "and every image as a data: URI (no script, no external load). A missing input makes "
         "its section say 'not measured'.",
@@ -205,6 +217,16 @@ def register(sub) -> None:
         "test splits (metrics.csv, evaluation.json); repeat it, one per held-out source. Kept in "
         "OUT/leave-source-out/<DIR's name>, which then holds these runs only; without it, the "
         "runs kept in MODEL_DIR/leave-source-out are used",
+    )
+    p.add_argument(
+        "--beside",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="an `evaluate` output of an earlier model (the one shipped before, the paper's "
+        "VGG-10) on the same test splits (metrics.csv, evaluation.json); repeat it. The card "
+        "sets them beside this model, source by source; kept in OUT/beside/<DIR's name>, "
+        "which then holds these only; without it, those kept in MODEL_DIR/beside are used",
     )
     p.add_argument(
         "--labels",

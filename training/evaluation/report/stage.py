@@ -21,6 +21,9 @@ LEAVE_OUT_FILES = [
     "views.json",
 ]
 LEAVE_OUT_DIR = "leave-source-out"
+# An `evaluate` output of an earlier model (the one before, the paper's VGG-10) on the same splits.
+BESIDE_FILES = ["metrics.csv", "evaluation.json"]
+BESIDE_DIR = "beside"
 FAIRFACE_FILES = ["metrics.csv", "no_face_by_group.csv"]
 
 
@@ -57,7 +60,14 @@ def leave_out_runs(root: Path) -> dict[str, Path]:
 
 
 def stage_leave_out(given: list[Path], kept: Path, dest: Path) -> list[Path]:
-    """Copy leave-source-out runs into dest/<name> (a given folder's name); returns the folders.
+    """The leave-source-out runs, staged as `stage_runs` does."""
+    return stage_runs(given, kept, dest, LEAVE_OUT_FILES, "--leave-source-out")
+
+
+def stage_runs(
+    given: list[Path], kept: Path, dest: Path, files: list[str], flag: str
+) -> list[Path]:
+    """Copy `evaluate` outputs into dest/<name> (a given folder's name); returns the folders.
 
     Given folders make up the whole set: whatever else dest holds (an older run, the files of
     the old single-folder layout) is removed. A given folder that already is dest/<name> stays
@@ -67,12 +77,12 @@ def stage_leave_out(given: list[Path], kept: Path, dest: Path) -> list[Path]:
         runs: dict[str, Path] = {}
         for folder in given:
             if not (folder / "metrics.csv").is_file():
-                raise ReportError(f"--leave-source-out {folder}: no metrics.csv there.")
+                raise ReportError(f"{flag} {folder}: no metrics.csv there.")
             other = runs.setdefault(folder.name, folder)
             if not _same(other, folder):
                 raise ReportError(
-                    f"--leave-source-out {other} and {folder}: both would be kept as "
-                    f"{LEAVE_OUT_DIR}/{folder.name}; give folders of different names."
+                    f"{flag} {other} and {folder}: both would be kept as "
+                    f"{dest.name}/{folder.name}; give folders of different names."
                 )
     else:
         runs = leave_out_runs(kept)
@@ -80,7 +90,7 @@ def stage_leave_out(given: list[Path], kept: Path, dest: Path) -> list[Path]:
             return [dest / name for name in sorted(runs)]
     in_place = {name for name, src in runs.items() if _same(src, dest / name)}
     copies = {
-        name: {f: (src / f).read_bytes() for f in LEAVE_OUT_FILES if (src / f).is_file()}
+        name: {f: (src / f).read_bytes() for f in files if (src / f).is_file()}
         for name, src in runs.items()
         if name not in in_place
     }
