@@ -797,20 +797,29 @@ def test_card_sets_earlier_models_beside_this_one(model_dir, tmp_path):
     ]
     write_csv(model_dir / "eval" / "metrics.csv", mine)
     old = [source_row("140k", 6, 3, 4, 7, 0.7011), source_row("real-portraits", 0, 1, 0, 4)]
-    vgg = beside_eval(tmp_path, "vgg", "vgg10-gray128 2026.11.26 (LiteRT)", 0.7055, old)
-    assert main(["report", str(model_dir), "--beside", str(vgg)]) == 0
+    vgg = beside_eval(tmp_path, "2026-11-26", "vgg10-gray128 2026.11.26 (LiteRT)", 0.7055, old)
+    newer = beside_eval(tmp_path, "2026-12-02", "effnet 2026.12.02", 0.8, old[:1])
+    assert main(["report", str(model_dir), "--beside", str(vgg), "--beside", str(newer)]) == 0
     md = (model_dir / "MODEL_CARD.md").read_text()
     part = md.split("### Beside earlier models")[1].split("###")[0]
-    assert "vgg10-gray128 2026.11.26 (LiteRT)" in part and "tiny-gray64" in part
-    assert re.search(r"140k fakes caught \| 90\.0 % \(9 of 10\) \| 60\.0 % \(6 of 10\)", part)
-    assert re.search(r"140k reals kept \| 90\.0 % \(9 of 10\) \| 70\.0 % \(7 of 10\)", part)
-    assert re.search(r"140k ROC-AUC \| 0\.9512 \| 0\.7011", part)
-    assert re.search(r"stable-diffusion fakes caught \| 100\.0 % \(5 of 5\) \| — \|", part)
-    assert re.search(
-        r"real-portraits reals kept \| 100\.0 % \(5 of 5\) \| 80\.0 % \(4 of 5\)", part
-    )
-    assert "stable-diffusion ROC-AUC" not in part  # no reals in that source
-    assert re.search(r"threshold on P\(fake\) \| 0\.6123 \| 0\.7055", part)
+    cells = {
+        line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:]
+        for line in part.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
+    head = " | ".join(cells["Test split"])  # this model, then the newest earlier one first
+    assert re.search(r"tiny-gray64 .*\| effnet 2026\.12\.02 \| vgg10-gray128 2026\.11\.26", head)
+    assert cells["140k fakes caught"] == [
+        "90.0 % (9 of 10)",
+        "60.0 % (6 of 10)",
+        "60.0 % (6 of 10)",
+    ]
+    assert cells["140k reals kept"] == ["90.0 % (9 of 10)", "70.0 % (7 of 10)", "70.0 % (7 of 10)"]
+    assert cells["140k ROC-AUC"] == ["0.9512", "0.7011", "0.7011"]
+    assert cells["stable-diffusion fakes caught"] == ["100.0 % (5 of 5)", "—", "—"]
+    assert cells["real-portraits reals kept"] == ["100.0 % (5 of 5)", "—", "80.0 % (4 of 5)"]
+    assert "stable-diffusion ROC-AUC" not in cells  # no reals in that source
+    assert cells["threshold on P(fake)"] == ["0.6123", "0.8000", "0.7055"]
     # kept in the folder: re-rendered alone, the table stays
     assert main(["report", str(model_dir)]) == 0
     assert "60.0 % (6 of 10)" in (model_dir / "MODEL_CARD.md").read_text()

@@ -33,10 +33,12 @@ def _title(folder: Path, meta: dict) -> str:
 
 def section_beside(model_dir: Path, runs: list[Path]) -> dict | None:
     """Per test source of this model's eval/metrics.csv: fakes caught, reals kept and, where a
-    source has both, its ROC-AUC, for this model and every earlier model's `evaluate` output."""
+    source has both, its ROC-AUC, for this model and every earlier model's `evaluate` output
+    (by folder name, descending: folders named by date come newest first)."""
     own = model_dir / "eval" / "metrics.csv"
     if not runs or not own.is_file():
         return None
+    runs = sorted(runs, key=lambda f: f.name, reverse=True)  # named by date: newest first
     mine = _by_source(own)
     columns = [_by_source(folder / "metrics.csv") for folder in runs]
     metas = [

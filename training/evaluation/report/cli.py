@@ -225,7 +225,8 @@ def register(sub) -> None:
         metavar="DIR",
         help="an `evaluate` output of an earlier model (the one shipped before, the paper's "
         "VGG-10) on the same test splits (metrics.csv, evaluation.json); repeat it. The card "
-        "sets them beside this model, source by source; kept in OUT/beside/<DIR's name>, "
+        "sets them beside this model, source by source, by DIR's name descending (name them by "
+        "date: newest first); kept in OUT/beside/<DIR's name>, "
         "which then holds these only; without it, those kept in MODEL_DIR/beside are used",
     )
     p.add_argument(
