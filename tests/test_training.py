@@ -232,11 +232,16 @@ def test_shards_split_the_work(tmp_path):
     out = tmp_path / "sharded"
     for k in ("1/2", "2/2"):
         cli("prepare", need(KAGGLE), out, "--limit", "6", "--shard", k, "--workers", "1")
-    from training.data.datasets import read_prepared
+    from training.data.datasets import prepare_info, read_prepared
 
     a, b = (read_csv(out / f"manifest-{k}-of-2.csv") for k in (1, 2))
     assert a and b and not {r["source"] for r in a} & {r["source"] for r in b}
     assert len(read_prepared(out).rows) == len(a) + len(b)
+    # A sharded folder has no prepare.json; what was recorded is read from a shard's file, so
+    # `evaluate --robustness` finds the source photos and training the align size.
+    assert not (out / "prepare.json").exists()
+    info = prepare_info(out)
+    assert info["source"] == str(need(KAGGLE)) and info["align_size"] == 256
 
 
 # ---- the whole chain ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .backend import PRECISIONS
-from .data.datasets import DataError, class_counts, read_prepared, usable
+from .data.datasets import DataError, class_counts, prepare_info, read_prepared, usable
 from .data.pipeline import (
     BALANCE_MODES,
     NO_AUGMENT,
@@ -66,8 +66,8 @@ def spec_from_config(cfg: dict, name: str = "", version: str = ""):
 def _align_size(prepared) -> int:
     sizes = set()
     for p in prepared:
-        info = p.root / "prepare.json"
-        sizes.add(json.loads(info.read_text())["align_size"] if info.is_file() else 256)
+        info = prepare_info(p.root)
+        sizes.add(info["align_size"] if info else 256)
     if len(sizes) > 1:
         raise DataError(f"the prepared folders were aligned at different sizes {sorted(sizes)}.")
     return sizes.pop()

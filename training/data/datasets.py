@@ -196,6 +196,17 @@ def manifest_paths(root: Path) -> list[Path]:
     return sorted(root.glob("manifest*.csv"))
 
 
+def prepare_info(root: Path) -> dict | None:
+    """What `prepare` recorded of a folder (its source, detector, align size): prepare.json, or
+    a shard's prepare-K-of-N.json when it was prepared in shards (they share those fields)."""
+    import json
+
+    for info in [root / "prepare.json", *sorted(root.glob("prepare-*-of-*.json"))]:
+        if info.is_file():
+            return json.loads(info.read_text())
+    return None
+
+
 def read_prepared(root: str | Path) -> Prepared:
     """Rows of every manifest in a folder written by `prepare` (several if it was sharded)."""
     root = Path(root)

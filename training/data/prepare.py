@@ -308,12 +308,11 @@ def alignment_drift(root: Path, count: int = 8) -> tuple[int, int] | None:
     from shared.faces import detect_and_align
     from shared.images import load_image
 
-    from .datasets import read_prepared
+    from .datasets import prepare_info, read_prepared
 
-    info = root / "prepare.json"
-    if not info.is_file():
+    meta = prepare_info(root)
+    if meta is None:
         return None
-    meta = json.loads(info.read_text())
     src = Path(meta["source"])
     # "dlib" is what runs before YuNet recorded: checked too, and so found drifted.
     if meta.get("detector") not in ("serving", "dlib") or not src.is_dir():

@@ -21,7 +21,14 @@ import numpy as np
 
 from shared.cli import COLUMNS
 
-from ..data.datasets import MANIFEST_FIELDS, DataError, Prepared, read_prepared, source_of
+from ..data.datasets import (
+    MANIFEST_FIELDS,
+    DataError,
+    Prepared,
+    prepare_info,
+    read_prepared,
+    source_of,
+)
 from .calibration import ECE_BINS, ece, plot_reliability, reliability
 from .robustness import TARGETS, VARIANTS
 
@@ -268,10 +275,8 @@ def _source_roots(prepared: list[Prepared]) -> dict[str, Path]:
     """Each prepared folder's source folder (from prepare.json), keyed by the folder."""
     roots = {}
     for p in prepared:
-        info = p.root / "prepare.json"
-        roots[str(p.root)] = (
-            Path(json.loads(info.read_text())["source"]) if info.is_file() else p.root
-        )
+        info = prepare_info(p.root)
+        roots[str(p.root)] = Path(info["source"]) if info else p.root
     return roots
 
 
@@ -311,9 +316,7 @@ def robustness_table(
     from .robustness import score_variant, source_paths
 
     if target == "photo":
-        missing = sorted(
-            {r["root"] for r in chosen.rows if not (Path(r["root"]) / "prepare.json").is_file()}
-        )
+        missing = sorted({r["root"] for r in chosen.rows if prepare_info(Path(r["root"])) is None})
         if missing:
             raise DataError(
                 f"{', '.join(missing)}: no prepare.json, so the source photos are unknown; "
