@@ -7,7 +7,7 @@ MODEL   ?= models/default
 DATA    ?= ../shared/data
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model views evaluate leave-source-out adapt-curve learning-curve paper-model card compare screen fairness bench clean help
+.PHONY: serve test lint pytest frontend-test model views evaluate leave-source-out adapt-curve learning-curve paper-model beside card compare screen fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -110,7 +110,7 @@ model: $(ALIGNED:%=%/prepare.json)  ## retrain, export, evaluate, audit models/d
 	mkdir -p models/default/training
 	cp runs/default/history.csv runs/default/accuracy.png runs/default/loss.png \
 		runs/default/config.json models/default/training/
-	$(MAKE) fairness card
+	$(MAKE) fairness beside card
 
 evaluate: $(SCORED:%=%/prepare.json)  ## $(MODEL) on every source's test split, and degraded copies
 	$(BIN)/python -m training evaluate --model $(MODEL) $(SCORED:%=--data %) --split test \
@@ -188,7 +188,21 @@ paper-model: $(ALIGNED:%=%/prepare.json)  ## the paper's VGG-10 on the same data
 card: $(VENV)/.test  ## $(MODEL)/MODEL_CARD.md + .html from its folder, the audit and the comparison
 	$(BIN)/python -m training report $(MODEL) --fairness runs/fairness \
 		--fairface-predictions runs/fairface-val.csv \
-		$(if $(wildcard runs/compare/comparison.csv),--comparison runs/compare)
+		$(if $(wildcard runs/compare/comparison.csv),--comparison runs/compare) \
+		$(foreach d,$(wildcard runs/beside/*),--beside $(d))
+
+# Earlier shipped models beside this one in its card: each taken from the commit that shipped it
+# (name:commit; git keeps them) and scored on the same test splits -> runs/beside/<name>.
+BESIDE := 2026-12-02-one-view:6bc6518 2026-11-26-paper-vgg10:4e93bdd
+beside: $(SCORED:%=%/prepare.json)  ## score earlier shipped models on the test splits -> runs/beside (~3 min)
+	for b in $(BESIDE); do \
+		name=$${b%%:*}; commit=$${b##*:}; mkdir -p runs/beside-models/$$name || exit 1; \
+		for f in model.json model.tflite; do \
+			git show $$commit:models/default/$$f > runs/beside-models/$$name/$$f || exit 1; \
+		done; \
+		$(BIN)/python -m training evaluate --model runs/beside-models/$$name $(SCORED:%=--data %) \
+			--split test --by dataset --out runs/beside/$$name --quiet || exit 1; \
+	done
 
 # The model comparison behind models/default: one change at a time from the paper's recipe,
 # each scored on the 140k valid split and on FairFace reals no variant trained on.
