@@ -272,7 +272,7 @@ def _only_sources(prepared: list[Prepared], sources: list[str]) -> list[Prepared
 
 
 def _source_roots(prepared: list[Prepared]) -> dict[str, Path]:
-    """Each prepared folder's source folder (from prepare.json), keyed by the folder."""
+    """Each prepared folder's source folder (from what `prepare` recorded), keyed by the folder."""
     roots = {}
     for p in prepared:
         info = prepare_info(p.root)
@@ -319,8 +319,8 @@ def robustness_table(
         missing = sorted({r["root"] for r in chosen.rows if prepare_info(Path(r["root"])) is None})
         if missing:
             raise DataError(
-                f"{', '.join(missing)}: no prepare.json, so the source photos are unknown; "
-                "pass --robustness-on crop."
+                f"{', '.join(missing)}: no prepare.json (nor a shard's), so the source photos "
+                "are unknown; pass --robustness-on crop."
             )
     paths = source_paths(chosen.rows, target, roots)
     y = chosen.labels.astype(int)

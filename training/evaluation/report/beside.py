@@ -65,4 +65,4 @@ def section_beside(model_dir: Path, runs: list[Path]) -> dict | None:
     )
     head = ["Test split", f"**{this.get('name', '')} {this.get('version', '')}** (this model)"]
     head += [_title(f, m) for f, m in zip(runs, metas, strict=True)]
-    return {"table": table(head, rows), "names": [f.name for f in runs]}
+    return {"table": table(head, rows)}
