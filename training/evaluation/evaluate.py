@@ -316,7 +316,8 @@ def robustness_table(
     from .robustness import score_variant, source_paths
 
     if target == "photo":
-        missing = sorted({r["root"] for r in chosen.rows if prepare_info(Path(r["root"])) is None})
+        folders = {r["root"] for r in chosen.rows}
+        missing = sorted(f for f in folders if prepare_info(Path(f)) is None)
         if missing:
             raise DataError(
                 f"{', '.join(missing)}: no prepare.json (nor a shard's), so the source photos "

@@ -119,7 +119,7 @@ def markdown(runs: list[dict]) -> str:
             "worst real source kept | worst drop of another engine | refused | s per adapt |",
             "|---|---|---|---|---|---|---|",
         ]
-        for r in _summary(run):
+        for r in run["summary"]:
             span = f"{100 * r['caught_min']:.1f}–{100 * r['caught_max']:.1f}"
             lines.append(
                 f"| {r['k'] or 'none'} | {100 * r['caught_mean']:.1f} % ({span}) | "
@@ -140,7 +140,7 @@ def plot(runs: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for run in runs:
-        rows = _summary(run)
+        rows = run["summary"]
         ks = [r["k"] for r in rows]
         mean = np.array([r["caught_mean"] for r in rows]) * 100
         lo = mean - np.array([r["caught_min"] for r in rows]) * 100
@@ -153,7 +153,7 @@ def plot(runs: list[dict], path: Path) -> None:
     for k, goal in GOALS.items():
         ax.plot([k], [100 * goal], "k_", markersize=18)
     ax.set_xscale("symlog", linthresh=10)
-    ax.set_xticks(sorted({r["k"] for run in runs for r in _summary(run)}))
+    ax.set_xticks(sorted({r["k"] for run in runs for r in run["summary"]}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("faces of the engine taught (0: the model trained without it)")
     ax.set_ylabel("its test fakes caught at the operating point (%)")
@@ -180,7 +180,7 @@ def run(args) -> int:
             raise DataError(f"--run {item}: write it SOURCE=MODEL_DIR.")
         runs.append(curve_for(Path(start), engine, prepared, args.k, args.draws, args.quiet))
     for r in runs:
-        r["summary"] = _summary(r)  # what the card's table shows, per k
+        r["summary"] = _summary(r)  # per k: the card's table, curve.md and the plot
     (out / "curve.json").write_text(json.dumps({"runs": runs, "goals": GOALS}, indent=2) + "\n")
     text = markdown(runs)
     (out / "curve.md").write_text(text)

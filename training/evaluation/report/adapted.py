@@ -3,8 +3,7 @@ from model.json's views.clip.adapted, with every validation source's rates befor
 
 from __future__ import annotations
 
-from .read import pct as _pct
-from .read import table
+from .read import figure, pct, read_json, table
 
 
 def _rates(report: dict) -> dict:
@@ -14,22 +13,22 @@ def _rates(report: dict) -> dict:
         b, a = before[s], after.get(s, {})
         if "fake" in b:
             rows.append(
-                [f"{s} fakes caught, n={b['fake']}", _pct(b["caught"]), _pct(a.get("caught"))]
+                [f"{s} fakes caught, n={b['fake']}", pct(b["caught"]), pct(a.get("caught"))]
             )
         if "real" in b:
             rows.append(
                 [
                     f"{s} reals called fake, n={b['real']}",
-                    _pct(b["called_fake"]),
-                    _pct(a.get("called_fake")),
+                    pct(b["called_fake"]),
+                    pct(a.get("called_fake")),
                 ]
             )
     own = report["engine_caught_out_of_fold"]
     rows.append(
         [
             f"{report['engine']}: its faces caught (out of fold), n={report['faces']}",
-            _pct(own["before"]),
-            _pct(own["after"]),
+            pct(own["before"]),
+            pct(own["after"]),
         ]
     )
     if report.get("your_reals_called_fake") is not None:
@@ -37,7 +36,7 @@ def _rates(report: dict) -> dict:
             [
                 f"your real photos called fake (out of fold), n={report['reals']}",
                 "—",
-                _pct(report["your_reals_called_fake"]),
+                pct(report["your_reals_called_fake"]),
             ]
         )
     t = report["threshold"]
@@ -65,8 +64,6 @@ def section_adapted(doc: dict) -> list[dict]:
 def section_adapt_curve(model_dir, out) -> list[dict] | None:
     """`make adapt-curve` (adapt-curve/curve.json, its per-k summary, and curve.png): per
     held-out engine, its table; the plot with the first."""
-    from .read import figure, read_json
-
     folder = model_dir / "adapt-curve"
     if not (folder / "curve.json").is_file():
         return None
@@ -84,9 +81,9 @@ def section_adapt_curve(model_dir, out) -> list[dict] | None:
         rows = [
             [
                 r["k"] or "none",
-                f"{_pct(r['caught_mean'])} ({_pct(r['caught_min'])}–{_pct(r['caught_max'])})",
+                f"{pct(r['caught_mean'])} ({pct(r['caught_min'])}–{pct(r['caught_max'])})",
                 f"{r['auc_mean']:.3f}",
-                _pct(r["worst_real_kept"]),
+                pct(r["worst_real_kept"]),
                 f"{100 * r['worst_other_drop']:+.1f} pts",
                 f"{r['refused']} of {r['draws']}",
             ]
