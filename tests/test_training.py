@@ -381,7 +381,8 @@ def test_prepare_train_evaluate_export_predict(prepared, tmp_path):
 
     temperature = spec["output"]["temperature"]
     fitted = spec["metrics"]["valid"]["calibration"]
-    assert temperature > 0 and fitted["temperature"] == pytest.approx(temperature, rel=1e-5)
+    # model.json keeps the temperature to 6 decimals: they agree to half a unit in the last one
+    assert temperature > 0 and fitted["temperature"] == pytest.approx(temperature, abs=5.1e-7)
     assert fitted["nll_after"] <= fitted["nll_before"] + 1e-9  # T = 1 was a candidate
     # near 0.5, sigmoid(logit / T) scales a difference by up to 1/T
     tolerance = 2e-5 * max(1.0, 1.0 / temperature)
