@@ -1,8 +1,14 @@
-"""`python -m training <command>`: each command lives in its own module with `register()`."""
+"""`python -m training <command>`: each command lives in its own module with `register()`.
+
+A command that refuses raises a `CommandError` (training/errors.py), caught here once: the
+user reads `<command>: <sentence>` on stderr and the process exits 2.
+"""
 
 import argparse
 import importlib
 import sys
+
+from .errors import CommandError
 
 # Command -> the module whose register(subparsers) adds its parser with `func=` set.
 COMMANDS = {
@@ -30,7 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     for module in COMMANDS.values():
         importlib.import_module(module).register(sub)
     args = parser.parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except CommandError as exc:
+        print(f"{command_name(args)}: {exc}", file=sys.stderr)
+        return 2
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """`train`, or `feedback pull` for a command with commands of its own."""
+    sub = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {sub}" if sub else args.command
 
 
 if __name__ == "__main__":

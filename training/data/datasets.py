@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import CommandError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 KAGGLE_ROOT = Path("real_vs_fake") / "real-vs-fake"
 KAGGLE_SPLITS = ("train", "valid", "test")
@@ -42,7 +44,7 @@ MANIFEST_FIELDS = [
 ]
 
 
-class DataError(Exception):
+class DataError(CommandError):
     """A dataset that cannot be read as asked; the message names the file."""
 
 

@@ -20,6 +20,8 @@ import math
 import sys
 from pathlib import Path
 
+from ..errors import CommandError
+
 FIELDS = [
     "variant",
     "differs",
@@ -64,7 +66,7 @@ DEFAULTS = {"head": "flatten", "augment.resize": 0.0}
 IGNORED = {"version", "classes", "device", "params", "strategy", "mixed_precision"}
 
 
-class CompareError(Exception):
+class CompareError(CommandError):
     """A run folder that cannot be read; the message names the file."""
 
 

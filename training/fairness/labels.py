@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..errors import CommandError
 from .metrics import PRIV, UNPRIV
 
 CLASSES = ("real", "fake")
@@ -34,7 +35,7 @@ BLEND = "Blend"
 SPLIT_EXCLUDED = "fake_split_excluded"
 
 
-class LabelError(ValueError):
+class LabelError(CommandError, ValueError):
     """Labels or predictions that cannot be read; the message names the file."""
 
 

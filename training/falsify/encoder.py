@@ -10,8 +10,10 @@ import abc
 
 import numpy as np
 
+from ..errors import CommandError
 
-class EncoderError(RuntimeError):
+
+class EncoderError(CommandError, RuntimeError):
     """An encoder that cannot be set up; the message says what to install or pass."""
 
 

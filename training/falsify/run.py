@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import CommandError
 from ..fairness.labels import MANIFEST, PAIRS_COLUMNS
 from .encoder import Encoder, EncoderError, check_output
 from .loader import load_encoder
@@ -31,7 +32,7 @@ OK = "ok"
 FAILED = {"missing", "unreadable", "not_an_image", "too_large", "no_face", "encoder_error"}
 
 
-class FalsifyError(ValueError):
+class FalsifyError(CommandError, ValueError):
     """Bad input or a run that cannot continue; one sentence naming the file."""
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
+from ..errors import CommandError
+
 RECEIPT = re.compile(r"[0-9a-f]{32}")
 # Azure Functions' own setting name (mixed case, as Azure spells it).
 CONNECTION_SETTING = "AzureWebJobsStorage"
 
 
-class FeedbackError(Exception):
+class FeedbackError(CommandError):
     """Bad input to a feedback command: one sentence naming the thing; the CLI exits 2."""
 
 

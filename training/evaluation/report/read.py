@@ -9,8 +9,10 @@ import json
 import math
 from pathlib import Path
 
+from ...errors import CommandError
 
-class ReportError(Exception):
+
+class ReportError(CommandError):
     """An input that cannot be used as given; the message names the file."""
 
 
