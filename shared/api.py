@@ -160,7 +160,10 @@ def feedback_store():
 
             cfg = settings()
             _store = FeedbackStore.connect(
-                cfg.storage, cfg.feedback_table, cfg.feedback_container, cfg.storage_timeout
+                cfg.storage or cfg.storage_target,
+                cfg.feedback_table,
+                cfg.feedback_container,
+                cfg.storage_timeout,
             )
         return _store
 
@@ -185,8 +188,7 @@ def feedback(content_type: str, body: bytes, forwarded_for: str = "") -> tuple[i
         cfg = settings()
         if not cfg.feedback_enabled:
             raise FeedbackUnavailable(
-                "Feedback is switched off on this server: no storage account is configured "
-                "(AzureWebJobsStorage)."
+                f"Feedback is switched off on this server: {cfg.storage_target.problem}."
             )
         spec = model().spec
         ctx = feedbacklib.Context(
@@ -283,11 +285,15 @@ def health() -> tuple[int, dict]:
     versions = dict(_versions())
     cfg = settings()
     limits = {"max_bytes": cfg.max_bytes, "max_pixels": cfg.max_pixels}
-    # Whether storage is configured, not whether it answers: a probe must not wait on it.
+    # Whether storage is configured and how the app signs in to it, not whether it answers:
+    # a probe must not wait on it.
     feedback_info = {
         "enabled": cfg.feedback_enabled,
+        "storage": "connection string" if cfg.storage else cfg.storage_target.mode,
         "retention_days": cfg.feedback_retention_days,
     }
+    if not cfg.feedback_enabled:
+        feedback_info["off_because"] = cfg.storage_target.problem
     try:
         spec = model().spec
     except FakeFacesError as exc:

@@ -13,9 +13,115 @@ ROOT = Path(__file__).resolve().parents[1]
 # analyses, a process holds about its models plus MAX_CONCURRENT × this.
 DECODE_BUDGET = 100 * 2**20
 
+# The storage connection Azure Functions itself reads: a connection string (Azurite locally), or
+# the identity-based form Azure writes when the account's shared keys are off (infra/main.bicep).
+STORAGE = "AzureWebJobsStorage"
+STORAGE_BLOB_URI = "AzureWebJobsStorage__blobServiceUri"
+STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
+STORAGE_ACCOUNT = "AzureWebJobsStorage__accountName"
+STORAGE_CREDENTIAL = "AzureWebJobsStorage__credential"
+STORAGE_CLIENT_ID = "AzureWebJobsStorage__clientId"
+# Every app setting the app reads. infra/main.bicep sets each FAKEFACES_ one and the identity
+# form of storage; a test reads the template against this list, so renaming a setting here
+# fails until the deployment follows.
+FAKEFACES_SETTINGS = (
+    "FAKEFACES_MODEL_DIR",
+    "FAKEFACES_MAX_BYTES",
+    "FAKEFACES_MAX_PIXELS",
+    "FAKEFACES_ALLOW_LOOPBACK_URLS",
+    "FAKEFACES_FETCH_CONNECT_TIMEOUT",
+    "FAKEFACES_FETCH_READ_TIMEOUT",
+    "FAKEFACES_MAX_CONCURRENT",
+    "FAKEFACES_QUEUE_TIMEOUT",
+    "FAKEFACES_MAX_DECODE_BYTES",
+    "FAKEFACES_MAX_FACES",
+    "FAKEFACES_MAX_FETCHES",
+    "FAKEFACES_FEEDBACK_TABLE",
+    "FAKEFACES_FEEDBACK_CONTAINER",
+    "FAKEFACES_FEEDBACK_SECRET",
+    "FAKEFACES_FEEDBACK_PER_MINUTE",
+    "FAKEFACES_FEEDBACK_TOKEN_HOURS",
+    "FAKEFACES_FEEDBACK_RETENTION_DAYS",
+    "FAKEFACES_STORAGE_TIMEOUT",
+)
+STORAGE_IDENTITY_SETTINGS = (
+    STORAGE_BLOB_URI,
+    STORAGE_TABLE_URI,
+    STORAGE_CREDENTIAL,
+    STORAGE_CLIENT_ID,
+)
+APP_SETTINGS = (*FAKEFACES_SETTINGS, STORAGE, STORAGE_ACCOUNT, *STORAGE_IDENTITY_SETTINGS)
+
+
+def _env(name: str, default=None):
+    """An app setting by name; only names in APP_SETTINGS may be read (see there why)."""
+    if name not in APP_SETTINGS:
+        raise KeyError(f"{name} is not in shared.settings.APP_SETTINGS")
+    return os.environ.get(name, default)
+
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """Where feedback is stored and how the app proves who it is: a connection string (with
+    its account key; Azurite, local), or service URIs and a Microsoft Entra token
+    (`credential` "managedidentity" on Azure, with `client_id` naming a user-assigned identity;
+    unset: the developer's own sign-in, as the Functions host does locally)."""
+
+    connection_string: str = ""
+    blob_uri: str = ""
+    table_uri: str = ""
+    credential: str = ""
+    client_id: str = ""
+
+    @property
+    def mode(self) -> str:
+        """How feedback reaches storage: connection string, managed identity, developer
+        identity, or off."""
+        if self.connection_string:
+            return "connection string"
+        if self.problem:
+            return "off"
+        return "managed identity" if self.credential else "developer identity"
+
+    @property
+    def problem(self) -> str:
+        """Why feedback is off, in words; "" when it is on."""
+        if self.connection_string:
+            return ""
+        if not (self.blob_uri or self.table_uri):
+            return f"no storage account is configured ({STORAGE} is not set)"
+        if not self.table_uri:
+            # The Functions host needs only blob (and queue) URIs; feedback's records need tables.
+            return f"identity-based storage needs {STORAGE_TABLE_URI} as well for feedback records"
+        if not self.blob_uri:
+            return f"identity-based storage needs {STORAGE_BLOB_URI} as well for kept photos"
+        if self.credential and self.credential.lower() != "managedidentity":
+            return f"{STORAGE_CREDENTIAL} must be managedidentity or unset, not {self.credential!r}"
+        return ""
+
+    @classmethod
+    def from_env(cls) -> StorageTarget:
+        conn = (_env(STORAGE) or "").strip()
+        if conn:
+            return cls(connection_string=conn)
+        account = (_env(STORAGE_ACCOUNT) or "").strip()
+        # accountName alone stands for the public cloud's endpoints, as the Functions host reads it.
+        blob = (_env(STORAGE_BLOB_URI) or "").strip() or (
+            f"https://{account}.blob.core.windows.net" if account else ""
+        )
+        table = (_env(STORAGE_TABLE_URI) or "").strip() or (
+            f"https://{account}.table.core.windows.net" if account else ""
+        )
+        return cls(
+            blob_uri=blob,
+            table_uri=table,
+            credential=(_env(STORAGE_CREDENTIAL) or "").strip(),
+            client_id=(_env(STORAGE_CLIENT_ID) or "").strip(),
+        )
 
 
 @dataclass(frozen=True)
@@ -31,8 +137,10 @@ class Settings:
     max_decode_bytes: int = DECODE_BUDGET
     max_faces: int = 10
     max_fetches: int = 2
-    # Feedback ("This verdict is wrong"): off unless a storage connection string is set.
+    # Feedback ("This verdict is wrong"): off unless a storage account is configured, by a
+    # connection string (`storage`) or by identity (`storage_target`).
     storage: str = ""
+    storage_target: StorageTarget = StorageTarget()
     feedback_table: str = "feedback"
     feedback_container: str = "feedback-photos"
     feedback_secret: str = ""
@@ -43,11 +151,12 @@ class Settings:
 
     @property
     def feedback_enabled(self) -> bool:
-        return bool(self.storage)
+        return bool(self.storage) or not self.storage_target.problem
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ.get
+        env = _env
+        target = StorageTarget.from_env()
         return cls(
             model_dir=Path(env("FAKEFACES_MODEL_DIR") or ROOT / "models" / "default"),
             max_bytes=int(env("FAKEFACES_MAX_BYTES", 20 * 1024 * 1024)),
@@ -63,7 +172,8 @@ class Settings:
             # URL downloads at once per process, apart from the analysis slots.
             max_fetches=max(1, int(env("FAKEFACES_MAX_FETCHES", 2))),
             # The name Azure Functions itself reads its storage account from.
-            storage=(env("AzureWebJobsStorage") or "").strip(),
+            storage=target.connection_string,
+            storage_target=target,
             feedback_table=env("FAKEFACES_FEEDBACK_TABLE") or "feedback",
             feedback_container=env("FAKEFACES_FEEDBACK_CONTAINER") or "feedback-photos",
             feedback_secret=env("FAKEFACES_FEEDBACK_SECRET") or "",

@@ -1,6 +1,8 @@
 """Feedback records in Azure Table Storage and kept photos in Azure Blob Storage.
 
-The official SDKs against the account in `AzureWebJobsStorage` (Azurite locally and in tests).
+The official SDKs against the account in `AzureWebJobsStorage` (Azurite locally and in tests):
+by its connection string, or, where the account's shared keys are off (infra/), by Microsoft
+Entra tokens from the app's managed identity (shared.settings.StorageTarget).
 One entity per feedback: PartitionKey the UTC month (retention deletes by date), RowKey the
 receipt. A kept photo is the blob named by the receipt. The blob is written first and the entity
 second, so a record never points at a photo that is not there; if the entity cannot be written
@@ -19,6 +21,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 
 from .errors import AlreadyStored, StorageUnavailable
 from .records import LABELS, REVIEWS, iso_utc
+from .settings import StorageTarget
 
 __all__ = [
     "AlreadyStored",
@@ -74,6 +77,18 @@ def connection_string(value: str) -> str:
     return value.strip()
 
 
+def token_credential(target: StorageTarget):
+    """The Entra credential `target` names: the managed identity (a user-assigned one by its
+    client id) on Azure, or, with no `credential` setting, the developer's own sign-in (Azure
+    CLI, azd, VS Code...) as the Functions host uses locally. Loaded only in identity mode."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    client_id = target.client_id or None
+    if target.credential.lower() == "managedidentity":
+        return ManagedIdentityCredential(client_id=client_id)
+    return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+
 def month_of(created: str) -> str:
     return created[:7]
 
@@ -88,33 +103,47 @@ class FeedbackStore:
     @classmethod
     def connect(
         cls,
-        conn: str,
+        target: str | StorageTarget,
         table: str = "feedback",
         container: str = "feedback-photos",
         timeout: float = 5.0,
     ) -> FeedbackStore:
-        """Clients for `conn`, the table and container created if missing. Each call waits at
-        most `timeout` s and is retried once after a short pause, so a storage that is down
-        answers in seconds (the SDKs' defaults wait minutes)."""
-        conn = connection_string(conn)
+        """Clients for `target` (a connection string, or a StorageTarget by key or by
+        identity), the table and container created if missing. Each call waits at most
+        `timeout` s and is retried once after a short pause, so a storage that is down answers
+        in seconds (the SDKs' defaults wait minutes)."""
+        if isinstance(target, str):
+            target = StorageTarget(connection_string=target)
+        if target.problem:
+            raise _unavailable("connect", ValueError(target.problem))
         common = {"connection_timeout": timeout, "read_timeout": timeout}
+        table_opts = {
+            **common,
+            "retry_total": 1,
+            "retry_backoff_factor": 0.2,
+            "retry_backoff_max": 1,
+        }
+        # ExponentialRetry waits at least 1 s more than its initial backoff.
+        blob_opts = {
+            **common,
+            "retry_policy": LinearRetry(backoff=0.3, retry_total=1, random_jitter_range=0.1),
+        }
         try:
-            tables = TableServiceClient.from_connection_string(
-                conn, retry_total=1, retry_backoff_factor=0.2, retry_backoff_max=1, **common
-            )
-            blobs = BlobServiceClient.from_connection_string(
-                conn,
-                # ExponentialRetry waits at least 1 s more than its initial backoff.
-                retry_policy=LinearRetry(backoff=0.3, retry_total=1, random_jitter_range=0.1),
-                **common,
-            )
+            if target.connection_string:
+                conn = connection_string(target.connection_string)
+                tables = TableServiceClient.from_connection_string(conn, **table_opts)
+                blobs = BlobServiceClient.from_connection_string(conn, **blob_opts)
+            else:
+                credential = token_credential(target)
+                tables = TableServiceClient(target.table_uri, credential=credential, **table_opts)
+                blobs = BlobServiceClient(target.blob_uri, credential=credential, **blob_opts)
             tables.create_table_if_not_exists(table)
             box = blobs.get_container_client(container)
             with contextlib.suppress(ResourceExistsError):
                 box.create_container()
             return cls(tables.get_table_client(table), box)
         except (AzureError, ValueError) as exc:
-            # ValueError: a connection string the SDKs cannot parse.
+            # ValueError: a connection string or service URI the SDKs cannot parse.
             raise _unavailable("connect", exc) from exc
 
     def save(self, record: dict, photo: bytes | None = None, content_type: str = "") -> None:

@@ -102,9 +102,10 @@ class LocalHost:
             "FAKEFACES_FETCH_READ_TIMEOUT": str(TEST_READ_TIMEOUT),
             **env,
         }
-        if "AzureWebJobsStorage" not in env:
-            # Feedback stays off unless a test hands the host a storage account.
-            environ.pop("AzureWebJobsStorage", None)
+        # Feedback stays off unless a test hands the host a storage account (by key or by
+        # identity): only the storage settings given here reach it.
+        for key in [k for k in environ if k.startswith("AzureWebJobsStorage") and k not in env]:
+            environ.pop(key)
         self.proc = subprocess.Popen(
             [
                 sys.executable,

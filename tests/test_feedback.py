@@ -276,7 +276,11 @@ def receipts(store: FeedbackStore) -> set[str]:
 
 def test_health_says_feedback_is_on(host):
     body = requests.get(host.url + "/api/health", timeout=10).json()
-    assert body["feedback"] == {"enabled": True, "retention_days": 365}
+    assert body["feedback"] == {
+        "enabled": True,
+        "storage": "connection string",
+        "retention_days": 365,
+    }
 
 
 def test_predict_signs_what_it_answered_for_each_face(host, images):
@@ -604,7 +608,12 @@ def test_without_storage_feedback_is_off_everywhere(live_host, images):
     assert (resp.status_code, error_code(resp)) == (503, "feedback_unavailable")
     assert "storage" in resp.json()["error"]["message"]
     health = requests.get(live_host + "/api/health", timeout=10).json()
-    assert health["feedback"] == {"enabled": False, "retention_days": 365}
+    assert health["feedback"] == {
+        "enabled": False,
+        "storage": "off",
+        "off_because": "no storage account is configured (AzureWebJobsStorage is not set)",
+        "retention_days": 365,
+    }
     answer = requests.post(
         live_host + "/api/predict",
         files={"image": ("a.jpg", photo, "image/jpeg")},

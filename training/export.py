@@ -12,6 +12,12 @@ import numpy as np
 
 from shared.model import SPEC_FILE, Model, ModelSpec
 
+from .errors import CommandError
+
+
+class ExportRefused(CommandError, RuntimeError):
+    """A LiteRT model (or its Grad-CAM) that does not equal the Keras model it came from."""
+
 
 def _convert(keras_model, explain: bool) -> tuple[bytes, dict]:
     """Keras -> LiteRT bytes with a `serving_default` signature (batches of faces) and, when the
@@ -77,11 +83,11 @@ def export_keras(
         got = served.predict(check)
         worst = float(np.max(np.abs(got - want)))
         if worst > atol:
-            raise RuntimeError(f"exported model differs from Keras by {worst:.2e} (> {atol:g})")
+            raise ExportRefused(f"exported model differs from Keras by {worst:.2e} (> {atol:g})")
         if info:
             r = cam_agreement(keras_model, served, check[:CAM_CHECKS])
             if r < MIN_CAM_R:
-                raise RuntimeError(f"exported Grad-CAM differs from TensorFlow's (r = {r:.4f})")
+                raise ExportRefused(f"exported Grad-CAM differs from TensorFlow's (r = {r:.4f})")
     spec.write(out)
     return Model(out)  # as serving loads it: with the temperature
 
@@ -394,27 +400,21 @@ def export_run(
 
 
 def run(args) -> int:
-    from .data.datasets import DataError
-
     out = Path(args.out)
-    try:
-        served, checked = export_run(
-            Path(args.run_dir),
-            out,
-            args.name,
-            args.version,
-            args.checkpoint,
-            args.threshold,
-            args.check_data,
-            args.max_mb,
-            Path(args.metrics) if args.metrics else None,
-            not args.no_explain,
-            args.calibrate,
-            args.false_alarm,
-        )
-    except (DataError, RuntimeError) as exc:
-        print(f"export: {exc}", file=sys.stderr)
-        return 2
+    served, checked = export_run(
+        Path(args.run_dir),
+        out,
+        args.name,
+        args.version,
+        args.checkpoint,
+        args.threshold,
+        args.check_data,
+        args.max_mb,
+        Path(args.metrics) if args.metrics else None,
+        not args.no_explain,
+        args.calibrate,
+        args.false_alarm,
+    )
     mb = (out / served.spec.file).stat().st_size / 2**20
     print(
         f"{out}: {served.spec.file} ({mb:.1f} MB) + model.json; LiteRT equals Keras within "
