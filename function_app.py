@@ -9,11 +9,13 @@ import logging
 
 import azure.functions as func
 
-from shared import api, images
+from shared import api, images, telemetry
 
 # Freed image memory goes back to the system (images.return_freed_memory says why): a worker
-# on a 1.5 GB plan must not keep every large decode's high-water mark.
+# on a 2 GB Flex Consumption instance must not keep every large decode's high-water mark.
 images.return_freed_memory()
+# Traces to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set; else nothing.
+telemetry.setup()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 

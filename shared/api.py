@@ -8,9 +8,11 @@ import json
 import mimetypes
 import platform
 import threading
+import time
 from importlib import metadata
 
 from . import feedback as feedbacklib
+from . import telemetry
 from .errors import (
     BadRequest,
     FakeFacesError,
@@ -82,10 +84,40 @@ def media_type(content_type: str) -> str:
     return content_type.split(";")[0].strip().lower()
 
 
+class TracedStopwatch(Stopwatch):
+    """The pipeline's stopwatch, each lap also a child span of the request's span (when
+    tracing is on): the stages are timed once, for timings_ms and for the trace alike."""
+
+    def __init__(self):
+        super().__init__()
+        self._parent = telemetry.current_context()
+        self._last_ns = time.time_ns()
+
+    def lap(self, stage: str) -> None:
+        super().lap(stage)
+        now = time.time_ns()
+        telemetry.record_stage(self._parent, stage, self._last_ns, now)
+        self._last_ns = now
+
+
 def predict(
     content_type: str, body: bytes, crops: bool = False, explain: bool = False
 ) -> tuple[int, dict]:
     """POST /api/predict: a multipart `image` field, a raw image body, or JSON {"url": ...}."""
+    with telemetry.span(
+        "POST /api/predict", bytes=len(body), crops=crops, explain=explain
+    ) as current:
+        status, answer = _predict(content_type, body, crops, explain)
+        if status == 200:
+            telemetry.annotate(
+                current, status=status, faces=len(answer["faces"]), verdict=answer["verdict"]
+            )
+        else:
+            telemetry.annotate(current, status=status, error=answer["error"]["code"])
+        return status, answer
+
+
+def _predict(content_type: str, body: bytes, crops: bool, explain: bool) -> tuple[int, dict]:
     try:
         cfg = settings()
         if len(body) > cfg.max_bytes + FORM_OVERHEAD:
@@ -113,12 +145,14 @@ def predict(
             mdl.require_explain()  # before anything is fetched
         watch = None
         if url is not None:
-            watch = Stopwatch()
+            watch = TracedStopwatch()
             data = fetch_url(url)
             watch.lap("fetch")
         with gate().slot():
             if watch:
                 watch.lap("queue")
+            else:
+                watch = TracedStopwatch()  # an upload's timings start once it has a slot
             preview = url is not None and crops
             return 200, analyze(
                 data,
@@ -184,6 +218,14 @@ def fetch_url(url: str) -> bytes:
 
 def feedback(content_type: str, body: bytes, forwarded_for: str = "") -> tuple[int, dict]:
     """POST /api/feedback: a user's answer on one face's verdict (shared.feedback)."""
+    with telemetry.span("POST /api/feedback", bytes=len(body)) as current:
+        status, answer = _feedback(content_type, body, forwarded_for)
+        code = answer.get("error", {}).get("code") if status >= 400 else None
+        telemetry.annotate(current, status=status, **({"error": code} if code else {}))
+        return status, answer
+
+
+def _feedback(content_type: str, body: bytes, forwarded_for: str) -> tuple[int, dict]:
     try:
         cfg = settings()
         if not cfg.feedback_enabled:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import clip
+from . import clip, telemetry
 from .errors import ExplainUnavailable, ModelUnavailable
 
 FORMAT = 1
@@ -217,11 +217,14 @@ class Model:
         """Aligned faces (as `shared.faces` aligns them) -> each face's P(fake), by every view.
         Serving and evaluation both call this, so a two-view answer is computed one way."""
         inputs = np.stack([to_input(f, self.spec) for f in faces])
-        p_cnn = self.predict(inputs)
+        with telemetry.span("view.cnn", faces=len(faces)):
+            p_cnn = self.predict(inputs)
         if self.clip is None:
             return Scores(inputs, p_cnn)
         rgb = np.stack([np.asarray(f.convert("RGB"), np.uint8) for f in faces])
-        return self.score_views(inputs, p_cnn, self.clip.encoder.features(rgb))
+        with telemetry.span("view.clip", faces=len(faces)):
+            features = self.clip.encoder.features(rgb)
+        return self.score_views(inputs, p_cnn, features)
 
     def score_views(
         self, inputs: np.ndarray, p_cnn: np.ndarray, features: dict[str, np.ndarray]

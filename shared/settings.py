@@ -50,10 +50,21 @@ STORAGE_IDENTITY_SETTINGS = (
     STORAGE_CREDENTIAL,
     STORAGE_CLIENT_ID,
 )
-APP_SETTINGS = (*FAKEFACES_SETTINGS, STORAGE, STORAGE_ACCOUNT, *STORAGE_IDENTITY_SETTINGS)
+# Telemetry (shared.telemetry): off unless the connection string is set.
+TELEMETRY_SETTINGS = (
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+)
+APP_SETTINGS = (
+    *FAKEFACES_SETTINGS,
+    STORAGE,
+    STORAGE_ACCOUNT,
+    *STORAGE_IDENTITY_SETTINGS,
+    *TELEMETRY_SETTINGS,
+)
 
 
-def _env(name: str, default=None):
+def app_setting(name: str, default=None):
     """An app setting by name; only names in APP_SETTINGS may be read (see there why)."""
     if name not in APP_SETTINGS:
         raise KeyError(f"{name} is not in shared.settings.APP_SETTINGS")
@@ -61,7 +72,7 @@ def _env(name: str, default=None):
 
 
 def _flag(name: str) -> bool:
-    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+    return (app_setting(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -105,22 +116,22 @@ class StorageTarget:
 
     @classmethod
     def from_env(cls) -> StorageTarget:
-        conn = (_env(STORAGE) or "").strip()
+        conn = (app_setting(STORAGE) or "").strip()
         if conn:
             return cls(connection_string=conn)
-        account = (_env(STORAGE_ACCOUNT) or "").strip()
+        account = (app_setting(STORAGE_ACCOUNT) or "").strip()
         # accountName alone stands for the public cloud's endpoints, as the Functions host reads it.
-        blob = (_env(STORAGE_BLOB_URI) or "").strip() or (
+        blob = (app_setting(STORAGE_BLOB_URI) or "").strip() or (
             f"https://{account}.blob.core.windows.net" if account else ""
         )
-        table = (_env(STORAGE_TABLE_URI) or "").strip() or (
+        table = (app_setting(STORAGE_TABLE_URI) or "").strip() or (
             f"https://{account}.table.core.windows.net" if account else ""
         )
         return cls(
             blob_uri=blob,
             table_uri=table,
-            credential=(_env(STORAGE_CREDENTIAL) or "").strip(),
-            client_id=(_env(STORAGE_CLIENT_ID) or "").strip(),
+            credential=(app_setting(STORAGE_CREDENTIAL) or "").strip(),
+            client_id=(app_setting(STORAGE_CLIENT_ID) or "").strip(),
         )
 
 
@@ -155,7 +166,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = _env
+        env = app_setting
         target = StorageTarget.from_env()
         return cls(
             model_dir=Path(env("FAKEFACES_MODEL_DIR") or ROOT / "models" / "default"),

@@ -166,7 +166,7 @@ def test_settings_take_an_account_name_for_the_public_cloud(clean_env):
 
 def test_only_listed_settings_can_be_read():
     with pytest.raises(KeyError, match="APP_SETTINGS"):
-        settingslib._env("FAKEFACES_NOT_A_SETTING")
+        settingslib.app_setting("FAKEFACES_NOT_A_SETTING")
 
 
 def test_the_local_host_gives_feedback_by_identity(

@@ -1,12 +1,15 @@
 """`python -m training <command>`: each command lives in its own module with `register()`.
 
 A command that refuses raises a `CommandError` (training/errors.py), caught here once: the
-user reads `<command>: <sentence>` on stderr and the process exits 2.
+user reads `<command>: <sentence>` on stderr and the process exits 2. shared/'s errors (a model
+folder that cannot be loaded, say) carry a sentence too and read the same.
 """
 
 import argparse
 import importlib
 import sys
+
+from shared.errors import FakeFacesError
 
 from .errors import CommandError
 
@@ -38,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except CommandError as exc:
-        print(f"{command_name(args)}: {exc}", file=sys.stderr)
+    except (CommandError, FakeFacesError) as exc:
+        print(f"{command_name(args)}: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
 
 

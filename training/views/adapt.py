@@ -438,14 +438,6 @@ def run(args) -> int:
     return 0
 
 
-def _run(args) -> int:
-    try:
-        return run(args)
-    except (DataError, FakeFacesError) as exc:
-        print(f"adapt: {getattr(exc, 'message', exc)}", file=sys.stderr)
-        return 2
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "adapt",
@@ -493,4 +485,4 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="the out-of-fold split's seed (0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

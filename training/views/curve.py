@@ -11,7 +11,6 @@ code, as `adapt` aligns a folder of photos) with their cached CLIP features.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -190,14 +189,6 @@ def run(args) -> int:
     return 0
 
 
-def _run(args) -> int:
-    try:
-        return run(args)
-    except DataError as exc:
-        print(f"adapt-curve: {exc}", file=sys.stderr)
-        return 2
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "adapt-curve",
@@ -228,4 +219,4 @@ def register(sub) -> None:
     p.add_argument("--draws", type=int, default=3, help="draws of each k (3)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the curve")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

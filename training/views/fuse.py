@@ -238,14 +238,6 @@ def fuse(args) -> int:
     return 0
 
 
-def _run(args) -> int:
-    try:
-        return fuse(args)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "fuse",
@@ -296,4 +288,4 @@ def register(sub) -> None:
         "the CNN given must have been trained without it too for its rows to count)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=fuse)
