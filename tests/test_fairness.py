@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.fairness import audit as fairness
+from training.__main__ import main
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FAIRFACE = DATA / "fairface"
@@ -19,10 +18,7 @@ HEADER = ["path", "face", "x", "y", "w", "h", "p_fake", "label", "error"]
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    fairness.register(parser.add_subparsers())
-    args = parser.parse_args(["fairness", "--quiet", "--resamples", "200", *map(str, argv)])
-    return args.func(args)
+    return main(["fairness", "--quiet", "--resamples", "200", *map(str, argv)])
 
 
 def write_predictions(path: Path, rows: list[list]) -> Path:

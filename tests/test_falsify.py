@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.__main__ import main
 from training.falsify import run as falsify
 from training.falsify.encoder import Encoder
 
@@ -43,10 +43,7 @@ class OtherEncoder(MirrorEncoder):
 
 
 def cli(*argv) -> int:
-    parser = argparse.ArgumentParser()
-    falsify.register(parser.add_subparsers())
-    args = parser.parse_args(["falsify", "--quiet", *map(str, argv)])
-    return args.func(args)
+    return main(["falsify", "--quiet", *map(str, argv)])
 
 
 def read(path: Path) -> list[dict]:

@@ -6,7 +6,6 @@ stand-in encoder in place of pSp (its weights cannot be downloaded here).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -18,8 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from training.fairness import audit as fairness
-from training.falsify import run as falsify
+from training.__main__ import main
 from training.falsify.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +35,8 @@ class SoftEncoder(Encoder):
         return np.asarray(img)
 
 
-def run(module, *argv) -> int:
-    parser = argparse.ArgumentParser()
-    module.register(parser.add_subparsers())
-    args = parser.parse_args([*map(str, argv)])
-    return args.func(args)
+def run(*argv) -> int:
+    return main([*map(str, argv)])
 
 
 @pytest.mark.slow
@@ -62,7 +57,7 @@ def test_falsified_pairs_give_per_group_tpr_and_aod(tmp_path, tiny_model_dir):
 
     fakes = tmp_path / "fakes"
     enc = f"{__name__}:SoftEncoder"
-    assert run(falsify, "falsify", "--quiet", "--data", root, "--out", fakes, "--encoder", enc) == 0
+    assert run("falsify", "--quiet", "--data", root, "--out", fakes, "--encoder", enc) == 0
     pairs = {r["real_path"]: r for r in csv.DictReader((fakes / "pairs.csv").open())}
     assert pairs["val/1023.jpg"]["status"] == "no_face"  # no face is found in this FairFace crop
     made = [k for k, r in pairs.items() if r["status"] == "ok"]
@@ -91,7 +86,6 @@ def test_falsified_pairs_give_per_group_tpr_and_aod(tmp_path, tiny_model_dir):
 
     out = tmp_path / "audit"
     code = run(
-        fairness,
         "fairness",
         "--quiet",
         "--resamples",

@@ -13,7 +13,13 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 
+from .errors import CommandError
+
 PRECISIONS = ("auto", "on", "off", "float16", "bfloat16")
+
+
+class BackendError(CommandError, ValueError):
+    """A Keras backend or precision `train` cannot run on; the message names the setting."""
 
 
 @dataclass
@@ -93,7 +99,7 @@ def detect() -> Device:
     name = backend()
     probe = {"tensorflow": _tensorflow, "torch": _torch, "jax": _jax}.get(name)
     if probe is None:
-        raise ValueError(f"KERAS_BACKEND={name}: train runs on tensorflow, jax or torch")
+        raise BackendError(f"KERAS_BACKEND={name}: train runs on tensorflow, jax or torch")
     return probe()
 
 
@@ -132,7 +138,7 @@ def policy(mode: str, device: Device) -> str:
     float32 elsewhere (a CPU gains nothing from halves). on: mixed, bfloat16 where native, else
     float16. Either way the model's P(fake) unit, the loss and the metrics stay float32."""
     if mode not in PRECISIONS:
-        raise ValueError(f"--mixed-precision {mode!r}: choose from {', '.join(PRECISIONS)}")
+        raise BackendError(f"--mixed-precision {mode!r}: choose from {', '.join(PRECISIONS)}")
     if mode == "off":
         return "float32"
     if mode in ("float16", "bfloat16"):

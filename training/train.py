@@ -403,40 +403,35 @@ def train(
 
 def run(args) -> int:
     out = Path(args.out)
-    try:
-        if args.resume:
-            if not (out / "config.json").is_file() or not (out / "last.keras").is_file():
-                raise DataError(f"{out}: nothing to resume (no config.json and last.keras).")
-            cfg = json.loads((out / "config.json").read_text())
-            if args.epochs is not None:
-                cfg["epochs"] = args.epochs  # continuing may also mean training for longer
-            if args.anneal_epochs:
-                cfg["anneal_epochs"] = args.anneal_epochs
-        else:
-            if (out / "state.json").is_file():
-                raise DataError(
-                    f"{out}: already holds a run; pass --resume to continue it "
-                    "or choose another --out."
-                )
-            missing = [n for n in ("data", "model") if not getattr(args, n)]
-            if missing:
-                raise DataError(f"--{' and --'.join(missing)} required for a new run.")
-            if not 0 < args.train_fraction <= 1:
-                raise DataError(f"--train-fraction {args.train_fraction}: must be in (0, 1].")
-            if args.epochs is None:
-                args.epochs = 10
-            cfg = _config(args)
-        state = train(
-            cfg,
-            out,
-            args.resume,
-            args.workers,
-            Path(args.cache_dir) if args.cache_dir else None,
-            verbose=0 if args.quiet else 1,
-        )
-    except (DataError, ValueError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
+    if args.resume:
+        if not (out / "config.json").is_file() or not (out / "last.keras").is_file():
+            raise DataError(f"{out}: nothing to resume (no config.json and last.keras).")
+        cfg = json.loads((out / "config.json").read_text())
+        if args.epochs is not None:
+            cfg["epochs"] = args.epochs  # continuing may also mean training for longer
+        if args.anneal_epochs:
+            cfg["anneal_epochs"] = args.anneal_epochs
+    else:
+        if (out / "state.json").is_file():
+            raise DataError(
+                f"{out}: already holds a run; pass --resume to continue it or choose another --out."
+            )
+        missing = [n for n in ("data", "model") if not getattr(args, n)]
+        if missing:
+            raise DataError(f"--{' and --'.join(missing)} required for a new run.")
+        if not 0 < args.train_fraction <= 1:
+            raise DataError(f"--train-fraction {args.train_fraction}: must be in (0, 1].")
+        if args.epochs is None:
+            args.epochs = 10
+        cfg = _config(args)
+    state = train(
+        cfg,
+        out,
+        args.resume,
+        args.workers,
+        Path(args.cache_dir) if args.cache_dir else None,
+        verbose=0 if args.quiet else 1,
+    )
     print(
         f"{out}: {state['epochs_done']} epochs; best epoch {state['best_epoch']} "
         f"(val loss {state['best_val_loss']:.4f}, val accuracy "

@@ -11,7 +11,6 @@ import csv
 import json
 import multiprocessing as mp
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -337,21 +336,17 @@ def alignment_drift(root: Path, count: int = 8) -> tuple[int, int] | None:
 
 def run(args) -> int:
     src, out = Path(args.src), Path(args.out)
-    try:
-        shard = parse_shard(args.shard) if args.shard else None
-        summary = prepare(
-            src,
-            out,
-            args.detector,
-            args.workers,
-            shard,
-            args.align_size,
-            args.limit,
-            args.retry_failed,
-        )
-    except DataError as exc:
-        print(f"prepare: {exc}", file=sys.stderr)
-        return 2
+    shard = parse_shard(args.shard) if args.shard else None
+    summary = prepare(
+        src,
+        out,
+        args.detector,
+        args.workers,
+        shard,
+        args.align_size,
+        args.limit,
+        args.retry_failed,
+    )
     s = summary["status"]
     bad = {k: v for k, v in s.items() if k != "ok"}
     rate = summary["images_per_second"]

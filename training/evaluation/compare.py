@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 from ..errors import CommandError
@@ -430,12 +429,8 @@ def compare(runs: list[Path], out: Path, rule: str = "roc-auc") -> tuple[list[di
     return rows, chosen
 
 
-def _run(args) -> int:
-    try:
-        rows, chosen = compare(args.runs, args.out, args.rule)
-    except CompareError as exc:
-        print(f"compare: {exc}", file=sys.stderr)
-        return 2
+def run(args) -> int:
+    rows, chosen = compare(args.runs, args.out, args.rule)
     print((args.out / "comparison.md").read_text())
     print(f"{args.out}: comparison.csv, comparison.md, comparison.png ({len(rows)} runs)")
     return 0
@@ -469,4 +464,4 @@ def register(sub) -> None:
         "operating: runs exported into RUN/model with --threshold reals, by mean catch rate "
         "at the operating point",
     )
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

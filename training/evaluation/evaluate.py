@@ -14,7 +14,6 @@ import csv
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -547,25 +546,21 @@ def evaluate(
 
 def run(args) -> int:
     out = Path(args.out)
-    try:
-        table = evaluate(
-            Path(args.model),
-            [Path(d) for d in args.data],
-            args.split,
-            out,
-            args.by or [],
-            args.threshold,
-            args.checkpoint,
-            args.workers,
-            Path(args.cache_dir) if args.cache_dir else None,
-            args.quiet,
-            args.source,
-            None if args.robustness is None else (args.robustness or list(VARIANTS)),
-            args.robustness_on,
-        )
-    except DataError as exc:
-        print(f"evaluate: {exc}", file=sys.stderr)
-        return 2
+    table = evaluate(
+        Path(args.model),
+        [Path(d) for d in args.data],
+        args.split,
+        out,
+        args.by or [],
+        args.threshold,
+        args.checkpoint,
+        args.workers,
+        Path(args.cache_dir) if args.cache_dir else None,
+        args.quiet,
+        args.source,
+        None if args.robustness is None else (args.robustness or list(VARIANTS)),
+        args.robustness_on,
+    )
     print((out / "metrics.md").read_text())
     if args.robustness is not None:
         print((out / "robustness.md").read_text())

@@ -13,7 +13,6 @@ largest catch-rate gap between races (sd_race.md / .csv / .png).
 from __future__ import annotations
 
 import argparse
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,45 +284,41 @@ def run_audit(
     return Audit(favourable, joined, results[1:], boot, threshold, class_counts, results[0], sd)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from .report import write_reports
 
-    try:
-        for p in args.predictions:
-            if not p.is_file():
-                raise LabelError(f"{p}: no such predictions file.")
-        if args.resamples < 100:
-            raise LabelError("--resamples must be at least 100 for a 95 % interval.")
-        labels = read_labels(args.labels)
-        fakes = None
-        if args.fakes_labels is not None:
-            splits = parse_splits(args.fake_splits)
-            fakes = read_sd_labels(args.fakes_labels, labels, splits)
-        joined = join(args.predictions, labels, args.base, args.threshold, args.truth_column)
-        if not joined.rows:
-            raise LabelError(
-                f"No prediction row joined a label ({dict(joined.counts)}). Paths are matched "
-                f"relative to each dataset root or, if relative, to --base {args.base}."
-            )
-        groups = [] if args.no_paper_groups else list(PAPER_GROUPS)
-        groups += [parse_group(g, privileged=False) for g in args.group]
-        groups += [parse_group(g, privileged=True) for g in args.privileged_group]
-        if not groups:
-            raise LabelError("No group definitions: drop --no-paper-groups or add --group.")
-        audit = run_audit(
-            joined,
-            groups,
-            args.favourable,
-            args.resamples,
-            args.seed,
-            args.threshold,
-            progress=not args.quiet,
-            fakes=fakes,
+    for p in args.predictions:
+        if not p.is_file():
+            raise LabelError(f"{p}: no such predictions file.")
+    if args.resamples < 100:
+        raise LabelError("--resamples must be at least 100 for a 95 % interval.")
+    labels = read_labels(args.labels)
+    fakes = None
+    if args.fakes_labels is not None:
+        splits = parse_splits(args.fake_splits)
+        fakes = read_sd_labels(args.fakes_labels, labels, splits)
+    joined = join(args.predictions, labels, args.base, args.threshold, args.truth_column)
+    if not joined.rows:
+        raise LabelError(
+            f"No prediction row joined a label ({dict(joined.counts)}). Paths are matched "
+            f"relative to each dataset root or, if relative, to --base {args.base}."
         )
-        written = write_reports(audit, args.out, args)
-    except LabelError as exc:
-        print(f"fairness: {exc}", file=sys.stderr)
-        return 2
+    groups = [] if args.no_paper_groups else list(PAPER_GROUPS)
+    groups += [parse_group(g, privileged=False) for g in args.group]
+    groups += [parse_group(g, privileged=True) for g in args.privileged_group]
+    if not groups:
+        raise LabelError("No group definitions: drop --no-paper-groups or add --group.")
+    audit = run_audit(
+        joined,
+        groups,
+        args.favourable,
+        args.resamples,
+        args.seed,
+        args.threshold,
+        progress=not args.quiet,
+        fakes=fakes,
+    )
+    written = write_reports(audit, args.out, args)
     print((args.out / "fairness.md").read_text().split("\n## Per group")[0])
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -431,4 +426,4 @@ def register(sub) -> None:
         help="folder that relative prediction paths are relative to",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

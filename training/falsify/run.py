@@ -13,7 +13,6 @@ import argparse
 import csv
 import json
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from PIL import Image
 
 from ..errors import CommandError
 from ..fairness.labels import MANIFEST, PAIRS_COLUMNS
-from .encoder import Encoder, EncoderError, check_output
+from .encoder import Encoder, check_output
 from .loader import load_encoder
 
 FAILURE_COLUMNS = ["real_path", "status", "detail"]
@@ -283,36 +282,32 @@ def _write_pairs(path: Path, rows: list[dict[str, str]]) -> None:
     os.replace(tmp, path)
 
 
-def _run(args: argparse.Namespace) -> int:
-    try:
-        if args.quality < 1 or args.quality > 100:
-            raise FalsifyError("--quality must be 1-100.")
-        kwargs = {}
-        if args.encoder == "psp":
-            kwargs = dict(
-                repo=args.psp_repo,
-                checkpoint=args.psp_checkpoint,
-                device=args.device,
-                batch_size=args.batch_size,
-                cuda_ops=args.psp_cuda_ops,
-            )
-        encoder = load_encoder(args.encoder, **kwargs)
-        summary = falsify(
-            args.data,
-            args.out,
-            encoder,
-            args.labels,
-            args.split,
-            args.limit,
-            args.seed,
-            args.batch_size,
-            args.quality,
-            args.retry_failed,
-            progress=not args.quiet,
+def run(args: argparse.Namespace) -> int:
+    if args.quality < 1 or args.quality > 100:
+        raise FalsifyError("--quality must be 1-100.")
+    kwargs = {}
+    if args.encoder == "psp":
+        kwargs = dict(
+            repo=args.psp_repo,
+            checkpoint=args.psp_checkpoint,
+            device=args.device,
+            batch_size=args.batch_size,
+            cuda_ops=args.psp_cuda_ops,
         )
-    except (FalsifyError, EncoderError) as exc:
-        print(f"falsify: {exc}", file=sys.stderr)
-        return 2
+    encoder = load_encoder(args.encoder, **kwargs)
+    summary = falsify(
+        args.data,
+        args.out,
+        encoder,
+        args.labels,
+        args.split,
+        args.limit,
+        args.seed,
+        args.batch_size,
+        args.quality,
+        args.retry_failed,
+        progress=not args.quiet,
+    )
     made = summary.statuses[OK]
     print(
         f"{summary.total} faces: {summary.skipped} already done, {made} made now, "
@@ -394,4 +389,4 @@ def register(sub) -> None:
         help="retry faces an earlier run could not align or encode",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

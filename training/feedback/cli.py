@@ -122,21 +122,18 @@ def run_purge(args) -> int:
 
 
 def guarded(action):
-    """Run a subcommand; bad input and unreachable storage end in one sentence and exit 2."""
+    """Run a subcommand; storage that fails after connecting becomes a FeedbackError naming it
+    (which `python -m training` prints in one sentence, exit 2)."""
 
     def run(args) -> int:
         from azure.core.exceptions import AzureError
 
         from shared.errors import FakeFacesError
 
-        name = f"feedback {args.feedback_command}"
         try:
             return action(args)
-        except FeedbackError as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
-        except (FakeFacesError, AzureError):  # storage failed after connecting
-            print(f"{name}: {unreachable(configured(args.connection))}", file=sys.stderr)
-        return 2
+        except (FakeFacesError, AzureError) as exc:
+            raise FeedbackError(unreachable(configured(args.connection))) from exc
 
     return run
 

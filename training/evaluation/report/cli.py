@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 from .adapted import section_adapt_curve, section_adapted
@@ -159,23 +158,19 @@ def _command(args) -> str:
     return shlex.join(parts)
 
 
-def _run(args) -> int:
+def run(args) -> int:
     out = args.out or args.model_dir
-    try:
-        written = build(
-            args.model_dir,
-            out,
-            args.fairness,
-            args.fairface_predictions,
-            args.comparison,
-            args.labels,
-            _command(args),
-            args.leave_source_out,
-            args.beside,
-        )
-    except ReportError as exc:
-        print(f"report: {exc}", file=sys.stderr)
-        return 2
+    written = build(
+        args.model_dir,
+        out,
+        args.fairness,
+        args.fairface_predictions,
+        args.comparison,
+        args.labels,
+        _command(args),
+        args.leave_source_out,
+        args.beside,
+    )
     print("\n".join(str(p) for p in written))
     return 0
 
@@ -239,4 +234,4 @@ def register(sub) -> None:
     p.add_argument(
         "--out", type=Path, metavar="DIR", help="where the card and copies go (MODEL_DIR)"
     )
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)
