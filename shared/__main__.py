@@ -20,11 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     from . import api, localhost
     from .faces import _models
 
-    try:
-        spec = api.model().spec
-    except ModelUnavailable as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
+    spec = api.model().spec
     _models()  # load the detector and landmark models now, not on the first request
     prefix = localhost.route_prefix(ROOT / "host.json")
     print(
@@ -39,11 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .cli import predict
 
-    try:
-        return predict(args.paths, args.model, args.csv, args.explain)
-    except (ModelUnavailable, ExplainUnavailable) as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
+    return predict(args.paths, args.model, args.csv, args.explain)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(func=_serve)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ModelUnavailable, ExplainUnavailable) as exc:  # no model to serve or to explain with
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
