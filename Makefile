@@ -7,7 +7,7 @@ MODEL   ?= models/default
 DATA    ?= ../shared/data
 FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -path frontend/dist -prune -o -type f -print 2>/dev/null)
 
-.PHONY: serve test lint pytest frontend-test model views evaluate leave-source-out adapt-curve learning-curve paper-model beside card compare screen fairness bench clean help
+.PHONY: serve test lint pytest frontend-test package model views evaluate leave-source-out adapt-curve learning-curve paper-model beside card compare screen fairness bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,11 +45,35 @@ AZURITE := frontend/node_modules/.bin/azurite
 serve: $(VENV)/.serve frontend/dist/index.html  ## set up and run the local app on http://localhost:7071
 	@pid=; if [ -z "$${AzureWebJobsStorage+set}" ]; then mkdir -p .azurite; $(AZURITE) --silent --location .azurite --skipApiVersionCheck --loose >>.azurite/azurite.log 2>&1 & pid=$$!; export AzureWebJobsStorage=UseDevelopmentStorage=true; echo "Azurite (feedback storage) on 127.0.0.1:10000-10002, data in .azurite/"; fi; $(BIN)/python -m shared serve --port $(PORT) --model $(MODEL) & spid=$$!; trap 'kill $$spid $$pid 2>/dev/null; [ -z "$$pid" ] || { sleep 1; kill -9 $$pid 2>/dev/null; }' EXIT; trap 'exit 130' INT TERM; wait $$spid
 
+# The zip Azure runs (docs/deploy-azure.md): the publish set (the tree minus .funcignore) and
+# every serving requirement from manylinux wheels for CPython 3.11 x86_64 in
+# .python_packages, so Azure builds nothing; `azd up` runs this before it deploys build/package.
+PACKAGE := build/fighting-fakes-fairly.zip
+
+$(VENV)/.package: $(VENV)/.serve requirements-package.txt
+	$(BIN)/pip install -q -r requirements-package.txt
+	@touch $@
+
+$(PACKAGE): $(VENV)/.package frontend/dist/index.html deploy/package.py requirements.txt \
+		.funcignore function_app.py host.json $(wildcard shared/*.py models/default/*)
+	$(BIN)/python -m deploy.package
+
+package: $(PACKAGE)  ## build the deployment zip (build/) that needs no build on Azure
+
+# checkov, the policy scanner tests/test_infra.py runs on infra/, in a venv of its own (its
+# pinned dependencies are not serving's).
+CHECKOV := $(VENV)/checkov/bin/checkov
+
+$(CHECKOV): requirements-checkov.txt | $(BIN)/python
+	$(PY) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q -r requirements-checkov.txt
+	@touch $@
+
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-pytest: $(VENV)/.test frontend/dist/index.html
+pytest: $(VENV)/.test frontend/dist/index.html $(CHECKOV) $(PACKAGE)
 	$(BIN)/python -m pytest
 
 frontend-test: frontend/node_modules/.package-lock.json
@@ -262,4 +286,4 @@ bench: $(VENV)/.test  ## serving and training benchmarks, each against the paper
 	$(BIN)/python bench/explain.py
 
 clean:
-	rm -rf $(VENV) frontend/node_modules frontend/dist test-output
+	rm -rf $(VENV) frontend/node_modules frontend/dist test-output build

@@ -73,6 +73,9 @@ def test_what_the_app_needs_is_published(path):
         "test-output/shot.png",
         ".azurite/__blobstorage__/kept-photo",
         "models/default/adapt_bank.npz",
+        "infra/app.bicep",
+        "azure.yaml",
+        "deploy/package.py",
     ],
 )
 def test_what_it_does_not_need_stays_home(path):
