@@ -1,0 +1,150 @@
+"""`chain SRC OUT`: copies of a dataset's photos put through the figure-grid chain of `t2i/`.
+
+Every FLUX.1 and SDXL face in `../shared/data/t2i/` was resampled to a ~476 px tile, saved
+inside a grid as JPEG 75 (4:2:0, at an offset, so its 8×8 blocks do not start at the tile's
+corner), cut out and saved again as JPEG 90. Real photos that never went through that chain
+would let a model learn the chain as "fake". These copies put the other collections' photos
+through the same steps, so the chain is seen on both sides in training and measured on both
+sides in testing (processed reals kept as often as unprocessed ones, processed fakes caught as
+often). OUT has the real/-fake/ layout with the source's splits: `prepare OUT` reads it as a
+source of its own, named by OUT's folder name.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import sys
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from .datasets import DataError, Record, read_source, stable_fraction
+
+TILE = (474, 479)  # the tiles' sides in t2i/ (DATA.md): most are 476
+OFFSET = 7  # the tile's largest offset from the 8×8 JPEG grid, in pixels
+GRID_QUALITY, FINAL_QUALITY = 75, 90
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality, subsampling="4:2:0")
+    buf.seek(0)
+    with Image.open(buf) as out:
+        return out.convert("RGB")
+
+
+def grid_chain(image: Image.Image, seed: str) -> bytes:
+    """One photo -> the JPEG bytes of its tile: centre square, Lanczos to a ~476 px side, JPEG 75
+    inside a black canvas at a 0-7 px offset, cut out, JPEG 90 (all 4:2:0). `seed` fixes the
+    side and the offset, so a copy is the same every time it is made."""
+    rng = random.Random(seed)
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = image.convert("RGB").crop((left, top, left + side, top + side))
+    tile = rng.randint(*TILE)
+    square = square.resize((tile, tile), Image.Resampling.LANCZOS)
+    dx, dy = rng.randint(0, OFFSET), rng.randint(0, OFFSET)
+    canvas = Image.new("RGB", (tile + 2 * OFFSET, tile + 2 * OFFSET))
+    canvas.paste(square, (dx, dy))
+    cut = _jpeg(canvas, GRID_QUALITY).crop((dx, dy, dx + tile, dy + tile))
+    buf = io.BytesIO()
+    cut.save(buf, "JPEG", quality=FINAL_QUALITY, subsampling="4:2:0")
+    return buf.getvalue()
+
+
+def chosen(records: list[Record], labels: dict[str, set[str]], limit: int | None) -> list[Record]:
+    """The records whose (label, split) is asked for; at most `limit` of each (label, split),
+    picked by a hash of the path so the choice does not depend on the machine or the order."""
+    out: list[Record] = []
+    for label, splits in labels.items():
+        for split in sorted(splits):
+            group = [r for r in records if r.label == label and r.split == split]
+            group.sort(key=lambda r: stable_fraction("chain:" + r.rel))
+            out += group[:limit] if limit else group
+    return out
+
+
+def _parse_labels(real: str, fake: str) -> dict[str, set[str]]:
+    labels = {"real": set(real.split(",")) - {""}, "fake": set(fake.split(",")) - {""}}
+    bad = set().union(*labels.values()) - {"train", "valid", "test"}
+    if bad:
+        raise DataError(f"unknown split(s) {', '.join(sorted(bad))}: use train, valid, test.")
+    return {k: v for k, v in labels.items() if v}
+
+
+def run(args) -> int:
+    src, out = Path(args.src), Path(args.out)
+    if out.resolve().is_relative_to(src.resolve()):
+        raise DataError(f"{out} is inside {src}: write the copies outside the source.")
+    _, records = read_source(src)
+    todo = chosen(records, _parse_labels(args.real, args.fake), args.limit)
+    if not todo:
+        raise DataError(f"{src}: no photo of the asked labels and splits.")
+    from shared.errors import FakeFacesError
+    from shared.images import load_image
+
+    written = skipped = 0
+    for r in tqdm(todo, desc=f"chain {src.name}", unit="photo", disable=args.quiet):
+        target = out / r.split / r.label / (Path(r.rel).stem + ".jpg")
+        if target.is_file():
+            written += 1
+            continue
+        try:
+            data = grid_chain(load_image(src / r.rel), r.rel)
+        except (FakeFacesError, OSError) as exc:
+            print(f"chain: {src / r.rel}: skipped ({exc})", file=sys.stderr)
+            skipped += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        written += 1
+    print(f"{out}: {written} photos through the grid chain ({skipped} skipped)")
+    return 0
+
+
+def _run(args) -> int:
+    try:
+        return run(args)
+    except DataError as exc:
+        print(f"chain: {exc}", file=sys.stderr)
+        return 2
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "chain",
+        help="copies of a dataset's photos through t2i/'s figure-grid JPEG chain",
+        description="Write OUT/<split>/<label>/*.jpg: each chosen photo of SRC (any layout "
+        "prepare reads) as its centre square, resampled (Lanczos) to a 474-479 px tile, saved "
+        "as JPEG 75 4:2:0 inside a black canvas at a 0-7 px offset, cut out and saved as JPEG "
+        "90 4:2:0 - the chain every t2i/ fake went through (DATA.md). Put real photos through it "
+        "for training, and real photos and fakes of the test split for measuring that the "
+        "chain carries no label. Then `prepare OUT ALIGNED`. Re-running skips written files.",
+    )
+    p.add_argument("src", help="dataset folder (140k layout, FairFace, real/-fake/ folders)")
+    p.add_argument("out", help="output folder, named for the new source (e.g. 140k-chain)")
+    p.add_argument(
+        "--real",
+        default="train,valid,test",
+        metavar="SPLITS",
+        help="splits whose real photos are copied (comma-separated; default all three)",
+    )
+    p.add_argument(
+        "--fake",
+        default="test",
+        metavar="SPLITS",
+        help="splits whose fakes are copied (default test: to measure, not to train)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N photos of each label and split, chosen by a hash of the path",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
