@@ -81,12 +81,17 @@ frontend-test: frontend/node_modules/.package-lock.json
 
 test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest incl. Chromium)
 
-# The five sources the shipped model trains on, aligned by serving's own code (resumable):
-# three generators (StyleGAN 140k, StyleGAN2, Stable Diffusion 2.1) and four real collections.
+# The sources the shipped model trains on, aligned by serving's own code (resumable): five
+# engines (StyleGAN 140k, StyleGAN2, Stable Diffusion 2.1, FLUX.1 [schnell], SDXL), the real
+# collections, and copies of three real collections put through t2i/'s figure-grid JPEG chain,
+# so that chain is seen on real photos too and carries no label (`training chain`, DATA.md).
 ALIGNED := runs/aligned-140k runs/aligned-su runs/aligned-sd runs/aligned-rp \
-	runs/aligned-fairface-train
-# What the views and evaluation score: the training sources' test splits and FairFace val.
-SCORED := $(ALIGNED) runs/aligned-fairface-val
+	runs/aligned-fairface-train runs/aligned-flux runs/aligned-sdxl runs/aligned-t2i-real \
+	runs/aligned-140k-chain runs/aligned-su-chain runs/aligned-fairface-chain
+# What the views and evaluation score: the training sources' test splits, FairFace val, and
+# chained copies of test photos (Stable Diffusion's fakes, 700 FairFace val reals) that show
+# whether the chain moves an answer.
+SCORED := $(ALIGNED) runs/aligned-fairface-val runs/aligned-sd-chain runs/aligned-fairface-val-chain
 
 runs/aligned-140k/prepare.json: | $(VENV)/.test
 	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
@@ -99,6 +104,49 @@ runs/aligned-sd/prepare.json: | $(VENV)/.test
 
 runs/aligned-rp/prepare.json: | $(VENV)/.test
 	$(BIN)/python -m training prepare $(DATA)/real-portraits runs/aligned-rp
+
+# t2i/ holds FLUX.1 [schnell] and SDXL fakes side by side; t2i_labels.csv names each one's
+# engine. Each engine becomes a source of its own (a folder of links named for it), so weights,
+# tables and leave-one-out count them apart.
+runs/t2i-src/%/.linked: $(DATA)/t2i/t2i_labels.csv
+	rm -rf runs/t2i-src/$*
+	tail -n +2 $< | tr -d '\r' | awk -F, '$$2 == "$*" {print $$1}' | while read p; do \
+		mkdir -p runs/t2i-src/$*/$$(dirname $$p) && ln -sfn $(abspath $(DATA))/t2i/$$p runs/t2i-src/$*/$$p; \
+	done
+	@test -n "$$(ls runs/t2i-src/$*)" || { echo "t2i_labels.csv names no $* faces"; exit 1; }
+	touch $@
+
+runs/aligned-flux/prepare.json: runs/t2i-src/flux1-schnell/.linked | $(VENV)/.test
+	$(BIN)/python -m training prepare runs/t2i-src/flux1-schnell runs/aligned-flux
+
+runs/aligned-sdxl/prepare.json: runs/t2i-src/sdxl/.linked | $(VENV)/.test
+	$(BIN)/python -m training prepare runs/t2i-src/sdxl runs/aligned-sdxl
+
+runs/aligned-t2i-real/prepare.json: | $(VENV)/.test
+	$(BIN)/python -m training prepare $(DATA)/t2i-real runs/aligned-t2i-real
+
+# Chained copies (`training chain`): real photos of every split for training and the
+# operating point (1,000 of the 140k set's training reals), fakes of the test split to measure.
+runs/aligned-140k-chain/prepare.json: | $(VENV)/.test
+	$(BIN)/python -m training chain $(DATA)/real-vs-fake runs/chain-src/140k-chain --limit 1000 --quiet
+	$(BIN)/python -m training prepare runs/chain-src/140k-chain runs/aligned-140k-chain
+
+runs/aligned-su-chain/prepare.json: | $(VENV)/.test
+	$(BIN)/python -m training chain $(DATA)/stylegan2-unsplash runs/chain-src/su-chain --quiet
+	$(BIN)/python -m training prepare runs/chain-src/su-chain runs/aligned-su-chain
+
+runs/aligned-sd-chain/prepare.json: | $(VENV)/.test
+	$(BIN)/python -m training chain $(DATA)/stable-diffusion runs/chain-src/sd-chain --real "" --quiet
+	$(BIN)/python -m training prepare runs/chain-src/sd-chain runs/aligned-sd-chain
+
+runs/aligned-fairface-chain/prepare.json: runs/aligned-fairface-train/prepare.json
+	$(BIN)/python -m training chain runs/fairface-train-src runs/chain-src/fairface-chain --fake "" --quiet
+	$(BIN)/python -m training prepare runs/chain-src/fairface-chain runs/aligned-fairface-chain
+
+runs/aligned-fairface-val-chain/prepare.json: runs/aligned-fairface-val/prepare.json
+	$(BIN)/python -m training chain runs/fairface-val-src runs/chain-src/fairface-val-chain --fake "" \
+		--limit 700 --quiet
+	$(BIN)/python -m training prepare runs/chain-src/fairface-val-chain runs/aligned-fairface-val-chain
 
 # FairFace train photos (all real; prepare holds 10 % out as valid). FairFace val stays the
 # fairness audit's and is never trained on.
@@ -163,9 +211,11 @@ views: $(ALIGNED:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/def
 # against real photos of every kind. su: StyleGAN2 (stylegan2-unsplash, its reals left out too),
 # sd: Stable Diffusion 2.1. ~40 min each here.
 LSO_EPOCHS ?= 14
-LEFT_OUT   ?= sd su
+LEFT_OUT   ?= sd flux sdxl
 SOURCE_sd  := stable-diffusion
 SOURCE_su  := stylegan2-unsplash
+SOURCE_flux := flux1-schnell
+SOURCE_sdxl := sdxl
 leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs and tables (~80 min)
 	for s in $(LEFT_OUT); do \
 		data=$$(for d in $(ALIGNED); do [ $$d = runs/aligned-$$s ] || printf -- '--data %s ' $$d; done); \
@@ -176,7 +226,8 @@ leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs a
 			--threshold reals --no-explain || exit 1; \
 		$(BIN)/python -m training evaluate --model runs/leave-$$s-out/model $(ALIGNED:%=--data %) \
 			--split test --by dataset --out models/default/leave-source-out/$$s --quiet || exit 1; \
-		source=$$(case $$s in sd) echo $(SOURCE_sd);; su) echo $(SOURCE_su);; esac); \
+		source=$$(case $$s in sd) echo $(SOURCE_sd);; su) echo $(SOURCE_su);; \
+			flux) echo $(SOURCE_flux);; sdxl) echo $(SOURCE_sdxl);; esac); \
 		$(BIN)/python -m training fuse --cnn runs/leave-$$s-out/model $(ALIGNED:%=--data %) \
 			--leave-out $$source --out runs/leave-$$s-out/two-view --quiet || exit 1; \
 		cp runs/leave-$$s-out/two-view/views/views.json models/default/leave-source-out/$$s/; \

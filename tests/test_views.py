@@ -149,7 +149,7 @@ def test_fuse_refits_a_two_view_model_from_its_cnn(two_view, prepared, tmp_path)
     first = json.loads((two_view / "model.json").read_text())
     again = json.loads((tmp_path / "again" / "model.json").read_text())
     assert again["name"] == first["name"] == "tiny-test+clip-vitb16"
-    assert again["trained_on"].count("CLIP head") == 1
+    assert again["trained_on"].count("CLIP view") == 1
     assert again["views"]["cnn"] == first["views"]["cnn"]
 
 
@@ -195,11 +195,37 @@ def test_a_face_has_the_same_clip_features_alone_or_beside_others(aligned_astron
     from skimage import data
 
     from shared import clip
+    from training.views.features import layered_encoder
 
     face = np.asarray(aligned_astronaut, np.uint8)
     other = np.asarray(Image.fromarray(data.coffee()).resize((256, 256)), np.uint8)
-    enc = clip.Encoder(clip_encoder(), threads=1)
+    enc = clip.Encoder(layered_encoder(clip_encoder()), threads=1)
     alone = enc.features(face[None])
     beside = enc.features(np.stack([other, face, other[::-1]]))
+    assert enc.names == clip.FEATURES
     for k in clip.FEATURES:
         np.testing.assert_array_equal(beside[k][1], alone[k][0])
+
+
+def test_the_middle_layers_are_added_without_changing_the_encoder(aligned_astronaut, tmp_path):
+    """fuse's encoder is the frozen blob with layers 5, 7 and 9's streams as extra outputs: its
+    last layer and embedding are bit for bit the blob's, `layers` ends with the last layer's
+    patch mean, and a head that reads `layers` is refused with an encoder that lacks them."""
+    from shared import clip
+    from training.__main__ import main
+    from training.views.features import layered_encoder
+
+    face = np.asarray(aligned_astronaut, np.uint8)[None]
+    plain = clip.Encoder(clip_encoder(), threads=1)
+    layered_file = layered_encoder(clip_encoder(), cache=tmp_path)
+    assert layered_encoder(clip_encoder(), cache=tmp_path) == layered_file  # written once
+    layered = clip.Encoder(layered_file, threads=1)
+    a, b = plain.features(face), layered.features(face)
+    assert "layers" not in a and b["layers"].shape == (1, clip.DIMS["layers"])
+    for k in ("patch_mean", "embed"):
+        np.testing.assert_array_equal(a[k], b[k])
+    np.testing.assert_array_equal(b["layers"][:, -768:], b["patch_mean"])
+    assert not np.allclose(b["layers"][:, :768], b["patch_mean"])  # a middle layer, not a copy
+
+    args = ["fuse", "--cnn", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, "--encoder", str(clip_encoder()), "--feature", "layers"]) == 2

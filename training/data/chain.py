@@ -106,14 +106,6 @@ def run(args) -> int:
     return 0
 
 
-def _run(args) -> int:
-    try:
-        return run(args)
-    except DataError as exc:
-        print(f"chain: {exc}", file=sys.stderr)
-        return 2
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "chain",
@@ -147,4 +139,4 @@ def register(sub) -> None:
         help="at most N photos of each label and split, chosen by a hash of the path",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

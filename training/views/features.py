@@ -38,6 +38,41 @@ def packaged_encoder() -> Path:
     return path
 
 
+def layered_encoder(source: Path | None = None, cache: Path | None = None) -> Path:
+    """The packaged encoder with layers 5, 7 and 9's residual streams added as graph outputs
+    (shared.clip.LAYERS), written once into `cache` (default ~/.cache/fighting-fakes). Nothing
+    else in the graph changes: the CLS embedding and the last layer's tokens are the frozen
+    blob's, and serving needs no `onnx` to run it."""
+    import onnx
+
+    source = source or packaged_encoder()
+    cache = (
+        cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fighting-fakes"
+    )
+    tag = "-".join(str(n) for n in clip.LAYERS)
+    out = cache / f"{source.stem}.{clip.sha256_of(source)[:12]}.layers-{tag}.onnx"
+    if out.is_file():
+        return out
+    model = onnx.load(str(source))
+    if [o.name for o in model.graph.output][2:] == [
+        clip.LAYER_OUTPUT.format(n) for n in clip.LAYERS
+    ]:
+        return source  # a model folder's encoder, written this way already
+    made = {name for node in model.graph.node for name in node.output}
+    for n in clip.LAYERS:
+        name = clip.LAYER_OUTPUT.format(n)
+        if name not in made:
+            raise DataError(f"{source}: no tensor {name}, so not the CLIP ViT-B/16 graph expected.")
+        model.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
 def _stamp(root: Path, output: str) -> str:
     try:
         st = (root / output).stat()
@@ -51,7 +86,7 @@ def _read_parts(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     for part in sorted(folder.glob("part-*.npz")):
         with np.load(part) as z:
             for i, stamp in enumerate(z["stamps"]):
-                found[str(stamp)] = {k: z[k][i] for k in clip.FEATURES}
+                found[str(stamp)] = {k: z[k][i] for k in clip.FEATURES if k in z.files}
     return found
 
 
@@ -66,7 +101,7 @@ def cached_features(
     `<folder>/clip-<encoder sha>-1/` by each file's name, size and mtime, so a re-prepared face is
     computed again and an interrupted run resumes where it stopped."""
     if not rows:
-        return {k: np.zeros((0, clip.DIMS[k]), np.float32) for k in clip.FEATURES}
+        return {k: np.zeros((0, clip.DIMS[k]), np.float32) for k in encoder.names}
     # "-1": features of one face per encoder call (shared.clip); batched ones differ.
     folder = prepared.root / f"clip-{encoder_sha[:12]}-1"
     stamps = [_stamp(prepared.root, r["output"]) for r in rows]
@@ -83,10 +118,10 @@ def cached_features(
             for i in chunk:
                 with Image.open(prepared.root / rows[i]["output"]) as img:
                     faces.append(np.asarray(img.convert("RGB"), np.uint8))
-            feats = {k: [] for k in clip.FEATURES}
+            feats = {k: [] for k in encoder.names}
             for face in faces:
                 got = encoder.features(face[None])
-                for k in clip.FEATURES:
+                for k in encoder.names:
                     feats[k].append(got[k])
                 bar.update(1)
             arrays = {k: np.concatenate(v) for k, v in feats.items()}
@@ -95,6 +130,6 @@ def cached_features(
             np.savez(tmp, stamps=np.array([stamps[i] for i in chunk]), **arrays)
             os.replace(tmp, folder / f"part-{name}.npz")
             for n, i in enumerate(chunk):
-                have[stamps[i]] = {k: arrays[k][n] for k in clip.FEATURES}
+                have[stamps[i]] = {k: arrays[k][n] for k in encoder.names}
         bar.close()
-    return {k: np.stack([have[s][k] for s in stamps]) for k in clip.FEATURES}
+    return {k: np.stack([have[s][k] for s in stamps]) for k in encoder.names}

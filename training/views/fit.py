@@ -71,7 +71,11 @@ def fit_mlp(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    z, mean, scale = _standardised(train, feature)
+    _, mean, scale = _standardised(train, feature)
+    # Every array as float32 values (the MLPs fit in float32): the head file stores float32, and
+    # what is served must be exactly what was measured here.
+    mean, scale = (a.astype(np.float32).astype(np.float64) for a in (mean, scale))
+    z = (train.features[feature].astype(np.float64) - mean) / scale
     weights = cell_weights(train.rows, train.y)
     parts = []
     for seed in seeds or MLP_SEEDS:
@@ -91,13 +95,19 @@ def fit_mlp(
     )
 
 
-def candidate_heads(train: Faces, feature: str) -> list[tuple[str, object]]:
-    heads = [(f"linear C={c}", fit_linear(train, feature, c)) for c in HEAD_CS]
-    bags = [
-        (f"{len(MLP_SEEDS)} MLPs {MLP_HIDDEN} alpha={a}", fit_mlp(train, feature, a))
-        for a in MLP_ALPHAS
+def head_names() -> list[str]:
+    return [f"linear C={c}" for c in HEAD_CS] + [
+        f"{len(MLP_SEEDS)} MLPs {MLP_HIDDEN} alpha={a}" for a in MLP_ALPHAS
     ]
-    return heads + bags
+
+
+def candidate_heads(
+    train: Faces, feature: str, only: str | None = None
+) -> list[tuple[str, object]]:
+    """Every head of the search, or only the one named `only` (a refit that keeps a choice)."""
+    fits = [lambda c=c: fit_linear(train, feature, c) for c in HEAD_CS]
+    fits += [lambda a=a: fit_mlp(train, feature, a) for a in MLP_ALPHAS]
+    return [(n, fit()) for n, fit in zip(head_names(), fits, strict=True) if only in (None, n)]
 
 
 def mean_catch(faces: Faces, p: np.ndarray, rate: float) -> tuple[float, float]:
@@ -112,7 +122,7 @@ def mean_catch(faces: Faces, p: np.ndarray, rate: float) -> tuple[float, float]:
 
 
 def fit_views(
-    train: Faces, valid: Faces, feature: str, rate: float
+    train: Faces, valid: Faces, feature: str, rate: float, only: str | None = None
 ) -> tuple[object, clip.Fusion, list[dict]]:
     """(head, fusion, what was tried): the head whose fusion with the CNN catches the most
     validation fakes at the operating point (a person's need: catches at a false-alarm rate they
@@ -121,7 +131,7 @@ def fit_views(
     from sklearn.metrics import log_loss
 
     tried = []
-    for name, head in candidate_heads(train, feature):
+    for name, head in candidate_heads(train, feature, only):
         logit = head.logit(valid.features)
         fusion = fit_fusion(valid, logit)
         p = clip.sigmoid(fusion.logit(clip.logit(valid.p_cnn), logit))

