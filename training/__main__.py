@@ -16,6 +16,7 @@ from .errors import CommandError
 # Command -> the module whose register(subparsers) adds its parser with `func=` set.
 COMMANDS = {
     "prepare": "training.data.prepare",
+    "chain": "training.data.chain",
     "train": "training.train",
     "evaluate": "training.evaluation.evaluate",
     "export": "training.export",
