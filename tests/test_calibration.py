@@ -186,8 +186,7 @@ def test_false_alarm_cut_holds_where_serving_compares_in_float32():
     """Serving compares float32 P(fake) with model.json's threshold; a cut found in float64
     just above a float32 score rounds back onto it there. The cut must keep its promise in
     float32, as `operating_sources` and serving count."""
-    from training.evaluation.calibration import false_alarm_threshold
-    from training.export import operating_sources
+    from training.evaluation.calibration import false_alarm_threshold, operating_sources
 
     rng = np.random.default_rng(3)
     p = rng.uniform(0, 1, 400).astype(np.float32)

@@ -172,7 +172,12 @@ def _valid_calibration(
 
     from .data.datasets import DataError, read_prepared, source_of
     from .data.pipeline import load_split
-    from .evaluation.calibration import choose_threshold, false_alarm_threshold, fit_on_valid
+    from .evaluation.calibration import (
+        choose_threshold,
+        false_alarm_threshold,
+        fit_on_valid,
+        operating_sources,
+    )
 
     val = load_split(
         [read_prepared(d) for d in cfg["data"]],
@@ -222,20 +227,6 @@ def _valid_calibration(
         info["calibration"] = fitted
     info["sources"] = operating_sources(y, p, sources, cut)
     return temperature, cut, info
-
-
-def operating_sources(y: np.ndarray, p: np.ndarray, sources: list[str], cut: float) -> dict:
-    """Each source's validation photos at the cut: how many of its reals are called fake (false
-    alarms) and how many of its fakes are caught."""
-    out: dict[str, dict] = {}
-    for name in sorted(set(sources)):
-        mask = np.array([s == name for s in sources])
-        for label, key, called in ((0, "real", "called_fake"), (1, "fake", "caught")):
-            sel = mask & (y == label)
-            if sel.any():
-                out.setdefault(name, {})[key] = int(sel.sum())
-                out[name][called] = round(float(np.mean(p[sel] >= cut)), 6)
-    return out
 
 
 # What each fake source's generator is, for the page and the card ("which generators has it
@@ -292,8 +283,7 @@ def export_run(
     import keras
 
     from .data.datasets import DataError
-    from .models import build
-    from .train import spec_from_config
+    from .models import build, spec_from_config
 
     if keras.backend.backend() != "tensorflow":  # the LiteRT converter is TensorFlow's
         raise DataError(

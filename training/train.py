@@ -48,21 +48,6 @@ HISTORY_KEYS = [
 ]
 
 
-def spec_from_config(cfg: dict, name: str = "", version: str = ""):
-    from shared.model import ModelSpec
-
-    return ModelSpec(
-        name=name or cfg["model"],
-        version=version or cfg.get("version", "0"),
-        size=cfg["size"],
-        color=cfg["color"],
-        scale=cfg["scale"],
-        offset=cfg["offset"],
-        align_size=cfg.get("align_size", 256),
-        positive_class="fake",
-    )
-
-
 def _align_size(prepared) -> int:
     sizes = set()
     for p in prepared:
@@ -226,7 +211,7 @@ def train(
     import keras
 
     from . import backend
-    from .models import build, set_trainable
+    from .models import build, set_trainable, spec_from_config
 
     prepared = [read_prepared(d) for d in cfg["data"]]
     cfg["align_size"] = _align_size(prepared)

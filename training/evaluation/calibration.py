@@ -8,6 +8,10 @@ threshold is then chosen on the calibrated scale. Serving applies it (`shared.mo
 
 Expected calibration error (ECE) here is of P(fake) itself, the number the page shows: equal-width
 bins of P(fake), each bin's |share of fakes - mean P(fake)| weighted by its share of images.
+
+The operating point is chosen here too (`false_alarm_threshold`), and the per-source rates at a
+cut are counted here once (`source_counts`): export's operating point, the views' tables, adapt
+and evaluate all read them from this module.
 """
 
 from __future__ import annotations
@@ -174,6 +178,48 @@ def false_alarm_threshold(
         f"no P(fake) cut up to 1 calls at most {rate:.0%} of the real photos fake: "
         f"{saturated} of {len(p_real)} score 1.0"
     )
+
+
+def source_counts(
+    y: np.ndarray, p: np.ndarray, sources: list[str], cut: float
+) -> dict[str, dict[str, int]]:
+    """Each source's photos at `cut`: its reals (`real`) and how many of them are called fake
+    (`called_fake`), its fakes (`fake`) and how many are caught (`caught`); a source without
+    reals or fakes has no such keys. Pass float32 scores and cut to count as serving compares."""
+    y, p, src = np.asarray(y), np.asarray(p), np.asarray(sources)
+    out: dict[str, dict[str, int]] = {}
+    for name in sorted(set(sources)):
+        mask = src == name
+        for label, key, called in ((0, "real", "called_fake"), (1, "fake", "caught")):
+            sel = mask & (y == label)
+            if sel.any():
+                row = out.setdefault(name, {})
+                row[key] = int(sel.sum())
+                row[called] = int(np.sum(p[sel] >= cut))
+    return out
+
+
+def operating_sources(y: np.ndarray, p: np.ndarray, sources: list[str], cut: float) -> dict:
+    """Each source's validation photos at the cut, as model.json's operating point records them:
+    how many of its reals are called fake (false alarms) and how many of its fakes are caught,
+    as shares."""
+    out: dict[str, dict] = {}
+    for name, c in source_counts(y, p, sources, cut).items():
+        row = out[name] = {}
+        if "real" in c:
+            row.update(real=c["real"], called_fake=round(c["called_fake"] / c["real"], 6))
+        if "fake" in c:
+            row.update(fake=c["fake"], caught=round(c["caught"] / c["fake"], 6))
+    return out
+
+
+def versus_every_real(y: np.ndarray, sources: list[str]) -> dict[str, np.ndarray]:
+    """For each source with fakes, the mask of its fakes and every real photo of every source: a
+    generator is measured against real photos of every kind, not only its own collection's (an
+    all-fake source such as stable-diffusion has no reals of its own)."""
+    y, src = np.asarray(y), np.asarray(sources)
+    real = y == 0
+    return {name: real | ((src == name) & (y == 1)) for name in sorted(set(src[y == 1].tolist()))}
 
 
 def plot_reliability(

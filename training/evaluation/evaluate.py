@@ -28,7 +28,7 @@ from ..data.datasets import (
     read_prepared,
     source_of,
 )
-from .calibration import ECE_BINS, ece, plot_reliability, reliability
+from .calibration import ECE_BINS, ece, plot_reliability, reliability, versus_every_real
 from .robustness import TARGETS, VARIANTS
 
 # The columns of `python -m shared predict`, so both CSVs feed the fairness audit alike.
@@ -64,21 +64,15 @@ def metrics(y_true: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict:
     }
 
 
-def versus_every_real(
+def every_real_groups(
     rows: list[dict], y: np.ndarray, p_fake: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """For each source with fakes, its fakes against every real photo of every source scored:
-    a generator is measured against real photos of every kind, not only its own collection's
-    (an all-fake source such as stable-diffusion has no reals of its own)."""
-    real = y == 0
-    if not real.any():
+    """The groups `<source> fakes vs every real` (calibration.versus_every_real): each source's
+    fakes against every real photo scored; none when no real photo was scored."""
+    if not (y == 0).any():
         return {}
-    sources = np.array([source_of(r) for r in rows])
-    groups = {}
-    for name in sorted(set(sources[y == 1])):
-        mask = real | ((sources == name) & (y == 1))
-        groups[f"{name} fakes vs every real"] = (y[mask], p_fake[mask])
-    return groups
+    masks = versus_every_real(y, [source_of(r) for r in rows])
+    return {f"{name} fakes vs every real": (y[m], p_fake[m]) for name, m in masks.items()}
 
 
 def _aligned_pixels(spec):
@@ -120,7 +114,7 @@ def load_predictor(model_dir: Path, checkpoint: str = "best"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from ..train import spec_from_config
+    from ..models import spec_from_config
 
     cfg = json.loads(cfg_path.read_text())
     # Scoring needs no optimizer: a checkpoint saved on the torch backend names torch's Adam.
@@ -469,7 +463,7 @@ def evaluate(
             mask = np.array([x == v for x in values])
             groups[f"{col}={v}"] = (y[mask], p_fake[mask])
     if "dataset" in by:
-        groups.update(versus_every_real(chosen.rows, y, p_fake))
+        groups.update(every_real_groups(chosen.rows, y, p_fake))
     table = [{"group": g, **metrics(yt, pt, threshold)} for g, (yt, pt) in groups.items()]
     scored_sources = sorted({source_of(r) for r in chosen.rows})
     seen = trained_sources(model_dir)

@@ -134,6 +134,23 @@ def build(
     return MODELS[name](shape, dropout, weights)
 
 
+def spec_from_config(cfg: dict, name: str = "", version: str = ""):
+    """The input a run's model was trained on (its config.json: size, colour, normalisation,
+    alignment), as the ModelSpec serving feeds it by; P(fake) is its output."""
+    from shared.model import ModelSpec
+
+    return ModelSpec(
+        name=name or cfg["model"],
+        version=version or cfg.get("version", "0"),
+        size=cfg["size"],
+        color=cfg["color"],
+        scale=cfg["scale"],
+        offset=cfg["offset"],
+        align_size=cfg.get("align_size", 256),
+        positive_class="fake",
+    )
+
+
 def copy_weights(model: keras.Model, path) -> None:
     """Start `model` from a checkpoint of the same architecture, layer by layer. Convolutions and
     pooling do not depend on the input side, so a model trained at 160² can continue at 256²;

@@ -129,7 +129,7 @@ def _calibrated(head: clip.LinearHead, valid_real_logit: np.ndarray, oof_fake: n
 def _catches(valid: Faces, p: np.ndarray, cut: float) -> dict[str, dict]:
     """Each validation source at `cut`: its reals called fake, its fakes caught (as export
     records the operating point)."""
-    from ..export import operating_sources
+    from ..evaluation.calibration import operating_sources
 
     return operating_sources(valid.y, np.asarray(p, np.float32), valid.sources, cut)
 
@@ -381,7 +381,7 @@ def write_adapted(
     learned = doc.setdefault("generators", {}).setdefault("learned", [])
     learned.append(f"{name} (taught later with {report['faces']} faces, {added})")
     # report["valid"]["after"] is each validation source at the new threshold, as serving
-    # answers with the engine (export's operating_sources): the operating point itself.
+    # answers with the engine (calibration.operating_sources): the operating point itself.
     after = report["valid"]["after"]
     doc["operating_point"] = {
         **doc.get("operating_point", {}),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation.calibration import ece, false_alarm_threshold
+from ..evaluation.calibration import ece, false_alarm_threshold, source_counts, versus_every_real
 from .fit import Faces
 
 VIEW_TITLES = {"cnn": "CNN alone", "clip": "CLIP view alone", "fused": "both views (shipped)"}
@@ -20,27 +20,26 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
 
 def source_rates(faces: Faces, p: np.ndarray, cut: float) -> dict[str, dict]:
     """Per source: its fakes' catch and ROC-AUC against every real of the split, its reals'
-    share kept real, at `cut` (float32, as serving compares)."""
+    share kept real, at `cut` (float32, as serving compares; counted by calibration's
+    source_counts, as export's operating point is)."""
     src, y = np.array(faces.sources), faces.y
-    p32, cut32 = np.asarray(p, np.float32), np.float32(cut)
-    real = y == 0
+    counts = source_counts(y, np.asarray(p, np.float32), faces.sources, np.float32(cut))
+    every_real = versus_every_real(y, faces.sources)
     out: dict[str, dict] = {}
-    for name in sorted(set(faces.sources)):
+    for name, c in counts.items():
         row: dict = {}
-        fake = (src == name) & (y == 1)
-        if fake.any():
-            both = fake | real
+        if "fake" in c:
+            both = every_real[name]
             row.update(
-                fakes=int(fake.sum()),
-                caught=float(np.mean(p32[fake] >= cut32)),
-                auc_vs_every_real=_auc(y[both], p[both]) if real.any() else None,
+                fakes=c["fake"],
+                caught=c["caught"] / c["fake"],
+                auc_vs_every_real=_auc(y[both], p[both]) if (y == 0).any() else None,
             )
-        mine = (src == name) & real
-        if fake.any() and mine.any():
-            own = fake | mine
+        if "fake" in c and "real" in c:
+            own = src == name
             row["auc_vs_own_reals"] = _auc(y[own], p[own])
-        if mine.any():
-            row.update(reals=int(mine.sum()), kept=float(np.mean(p32[mine] < cut32)))
+        if "real" in c:
+            row.update(reals=c["real"], kept=(c["real"] - c["called_fake"]) / c["real"])
         out[name] = row
     return out
 
