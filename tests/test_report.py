@@ -896,7 +896,7 @@ def test_card_without_generators_or_operating_point_leaves_them_out(model_dir):
 
 
 def test_no_face_intervals_are_wilson_and_do_not_collapse_at_zero():
-    from training.evaluation.report import wilson
+    from training.fairness.metrics import wilson
 
     lo, hi = wilson(0, 89)  # a group with no miss still has an upper bound
     assert lo == 0.0 and hi == pytest.approx(0.0414, abs=5e-4)
@@ -990,7 +990,7 @@ def test_leave_source_out_folder_without_metrics_is_one_sentence(model_dir, tmp_
 def test_card_shows_sd_fakes_by_race_and_checks_only_the_reals(tmp_path):
     """An audit with labelled Stable Diffusion fakes: the card tables catch rate, false alarms
     and AOD per race, and its cross-check with the FairFace summary counts the reals only."""
-    from training.evaluation.report import cross_check, section_sd_race
+    from training.evaluation.report.fairness import cross_check, section_sd_race
 
     head = (
         "race,compared,n_fakes,fake_errors,caught,catch_rate,catch_lo,catch_hi,n_reals,"
