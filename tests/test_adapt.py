@@ -191,8 +191,21 @@ def test_the_curve_adapts_a_model_fitted_without_an_engine(
     assert main([*args, "--encoder", str(clip_encoder()), "--quiet", *data]) == 0
     out = tmp_path / "curve"
     args = ["adapt-curve", "--run", f"gamma={start}", "--k", "10", "12", "--draws", "2"]
-    assert main([*args, "--out", str(out), "--quiet", *data]) == 0
+    assert main([*args, "--guard", "--out", str(out), "--quiet", *data]) == 0
     run = json.loads((out / "curve.json").read_text())["runs"][0]
+    # The guard measured as used: each real source left out of the bank in turn, then its test
+    # reals scored at the adapted threshold (gamma has 12 training faces: all of them taught).
+    assert run["guard_k"] == 12 and [g["left_out"] for g in run["guard"]] == ["alpha", "beta"]
+    for g in run["guard"]:
+        assert "refused" in g or (0 <= g["called_fake"] <= 1 and g["reals"] > 0), g
+    assert "left out of the bank" in (out / "curve.md").read_text()
+    from training.views.bank import read_bank
+    from training.views.curve import without
+
+    bank = read_bank(start, json.loads((start / "model.json").read_text())["views"]["clip"]["bank"])
+    less = without(bank, "beta")
+    assert "beta" not in set(less.train_reals.sources) | set(less.valid.sources)
+    assert len(less.valid) < len(bank.valid) and "alpha" in set(less.train_reals.sources)
     assert [(p["k"], p["draw"]) for p in run["points"]] == [
         (0, 0),
         (10, 0),

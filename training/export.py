@@ -12,6 +12,7 @@ import numpy as np
 
 from shared.model import SPEC_FILE, Model, ModelSpec
 
+from .data.sources import GENERATORS, NOT_LEARNED, collections
 from .errors import CommandError
 
 
@@ -229,20 +230,6 @@ def _valid_calibration(
     return temperature, cut, info
 
 
-# What each fake source's generator is, for the page and the card ("which generators has it
-# learned?"). A source not named here is shown by its folder name.
-GENERATORS = {
-    "140k": "StyleGAN (the 140k set: FFHQ photos vs StyleGAN faces)",
-    "stylegan2-unsplash": "StyleGAN2 (thispersondoesnotexist.com)",
-    "stable-diffusion": "Stable Diffusion 2.1 (SDFD portraits)",
-}
-NOT_LEARNED = (
-    "other diffusion models (Midjourney, DALL·E, Flux, newer Stable Diffusion), StyleGAN3, "
-    "face swaps and edits; how it fares on a generator it never saw is measured by leaving one "
-    "out of training"
-)
-
-
 def generators(cfg: dict) -> dict:
     """The generators whose fakes the run trained on, by the sources its fake cells came from."""
     cells = cfg.get("classes", {}).get("balance", {}).get("cells", [])
@@ -255,7 +242,8 @@ def generators(cfg: dict) -> dict:
 
 def _trained_on(cfg: dict) -> str:
     c = cfg["classes"]
-    names = ", ".join(Path(d).name for d in cfg["data"])
+    sources = [cell["source"] for cell in c.get("balance", {}).get("cells", [])]
+    names = collections(sources) if sources else ", ".join(Path(d).name for d in cfg["data"])
     return (
         f"{names}: {c['train']['fake']} fake + {c['train']['real']} real training images, "
         f"{cfg['size']}px {cfg['color']}, {cfg['model']}"

@@ -20,11 +20,13 @@ from shared.model import Model
 
 from ..data.datasets import DataError, read_prepared, source_of
 from .adapt import AdaptRefused, NewFaces, adapt_faces, with_engine
-from .bank import read_bank
+from .bank import Bank, read_bank
+from .fit import Faces
 from .fuse import load_faces
 from .measure import source_rates
 
 GOALS = {10: 0.5, 50: 0.8}  # the issue's: share of the engine's test fakes caught with k faces
+GUARD_K = 50  # faces taught when the guard is measured with a real source left out
 
 
 def _measure(model: Model, test, engine: str, cut: float) -> dict:
@@ -39,7 +41,13 @@ def _measure(model: Model, test, engine: str, cut: float) -> dict:
 
 
 def curve_for(
-    start_dir: Path, engine: str, prepared: list, ks: list[int], draws: int, quiet: bool
+    start_dir: Path,
+    engine: str,
+    prepared: list,
+    ks: list[int],
+    draws: int,
+    quiet: bool,
+    guard_k: int = 0,
 ) -> dict:
     start = Model(start_dir)
     if start.clip is None:
@@ -77,7 +85,53 @@ def curve_for(
             points.append(point)
             bar.update(1)
     bar.close()
-    return {"engine": engine, "start": f"{start.spec.name} {start.spec.version}", "points": points}
+    run = {"engine": engine, "start": f"{start.spec.name} {start.spec.version}", "points": points}
+    if guard_k:
+        run["guard_k"] = k = min(guard_k, len(feats))
+        pick = np.random.default_rng([k, 0]).choice(len(feats), k, replace=False)
+        run["guard"] = guard_for(start, bank, NewFaces(feats[pick], p_cnn[pick]), test, engine)
+    return run
+
+
+def _subset(faces: Faces, keep: np.ndarray) -> Faces:
+    p_cnn = None if faces.p_cnn is None else faces.p_cnn[keep]
+    rows = [r for r, k in zip(faces.rows, keep, strict=True) if k]
+    return Faces(rows, faces.y[keep], {k: v[keep] for k, v in faces.features.items()}, p_cnn)
+
+
+def without(bank: Bank, source: str) -> Bank:
+    """The bank as if the model had never been fitted on `source`'s photos."""
+    train = np.array([s != source for s in bank.train_reals.sources])
+    valid = np.array([s != source for s in bank.valid.sources])
+    return Bank(bank.feature, _subset(bank.train_reals, train), _subset(bank.valid, valid))
+
+
+def guard_for(start: Model, bank: Bank, fakes: NewFaces, test, engine: str) -> list[dict]:
+    """The guard as it is used: real photos of a kind the model's bank does not hold. For each
+    real source, adapt with that source out of the bank (its validation photos out of the guard
+    too), then score its test reals at the adapted threshold: the false alarms a user meets on
+    photos unlike any the guard checked."""
+    rows = []
+    test_reals = {s for s, y in zip(test.sources, test.y, strict=True) if y == 0}
+    for source in sorted(set(bank.train_reals.sources) & test_reals):
+        row: dict = {"left_out": source}
+        try:
+            got = adapt_faces(start, without(bank, source), fakes, engine)
+            taught = with_engine(start, got.engine)
+            p = taught.score_views(np.empty(0), test.p_cnn, test.features).p_fake
+            before = start.score_views(np.empty(0), test.p_cnn, test.features).p_fake
+            rates = source_rates(test, p, got.threshold)
+            row.update(
+                called_fake=1 - rates[source]["kept"],
+                called_fake_before=1
+                - source_rates(test, before, start.spec.threshold)[source]["kept"],
+                reals=rates[source]["reals"],
+                caught=rates[engine]["caught"],
+            )
+        except AdaptRefused as exc:
+            row["refused"] = str(exc)
+        rows.append(row)
+    return rows
 
 
 def _summary(run: dict) -> list[dict]:
@@ -127,6 +181,24 @@ def markdown(runs: list[dict]) -> str:
                 f"{r['refused']} of {r['draws']} | {r['seconds']:.1f} |"
             )
         lines.append("")
+        if run.get("guard"):
+            lines += [
+                f"The guard with one real source left out of the bank ({run['engine']}, "
+                f"{run['guard_k']} faces taught): that source's test reals called fake",
+                "",
+                "| left out of the bank | its test reals | called fake, adapted | before | "
+                f"{run['engine']} caught |",
+                "|---|---|---|---|---|",
+            ]
+            for g in run["guard"]:
+                if "refused" in g:
+                    lines.append(f"| {g['left_out']} | refused: {g['refused']} | | | |")
+                    continue
+                lines.append(
+                    f"| {g['left_out']} | {g['reals']} | {100 * g['called_fake']:.1f} % | "
+                    f"{100 * g['called_fake_before']:.1f} % | {100 * g['caught']:.1f} % |"
+                )
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -177,7 +249,8 @@ def run(args) -> int:
         engine, sep, start = item.partition("=")
         if not sep:
             raise DataError(f"--run {item}: write it SOURCE=MODEL_DIR.")
-        runs.append(curve_for(Path(start), engine, prepared, args.k, args.draws, args.quiet))
+        guard = GUARD_K if args.guard else 0
+        runs.append(curve_for(Path(start), engine, prepared, args.k, args.draws, args.quiet, guard))
     for r in runs:
         r["summary"] = _summary(r)  # per k: the card's table, curve.md and the plot
     (out / "curve.json").write_text(json.dumps({"runs": runs, "goals": GOALS}, indent=2) + "\n")
@@ -217,6 +290,12 @@ def register(sub) -> None:
         "--k", type=int, nargs="+", default=[10, 25, 50, 100], help="faces taught (10 25 50 100)"
     )
     p.add_argument("--draws", type=int, default=3, help="draws of each k (3)")
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help=f"also adapt with {GUARD_K} faces once per real source left out of the bank and "
+        "report that source's test reals called fake (the guard on photos it never checked)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the curve")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     p.set_defaults(func=run)

@@ -149,6 +149,7 @@ def fit_views(
             }
         )
     best = max(tried, key=lambda t: (round(t["fused_mean_catch"], 9), -t["fused_log_loss"]))
+    best["chosen"] = True
     head, fusion = best["fitted"]
     return head, fusion, [{k: v for k, v in t.items() if k != "fitted"} for t in tried]
 

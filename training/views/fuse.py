@@ -89,6 +89,7 @@ def write_model(
     fusion,
     extra: dict,
     bank: dict | None = None,
+    head_name: str = "",
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doc = _cnn_doc(cnn_dir)
@@ -123,7 +124,7 @@ def write_model(
                 "licence": "MIT (OpenAI CLIP weights)",
                 "crop": f"central {clip.CROP}² of the aligned face, not resized",
             },
-            "head": _head_doc(head, out),
+            "head": {**_head_doc(head, out), **({"name": head_name} if head_name else {})},
             **({"bank": bank} if bank else {}),
         },
         "fusion": {**fusion.to_json(), "rule": FUSION_RULE},
@@ -224,7 +225,8 @@ def fuse(args) -> int:
     if leave:
         extra["left_out"] = sorted(leave)
     bank = write_bank(out, train, valid, head.feature)
-    write_model(out, cnn_dir, encoder_file, sha, head, fusion, extra, bank)
+    chosen = next(t["head"] for t in tried if t.get("chosen"))
+    write_model(out, cnn_dir, encoder_file, sha, head, fusion, extra, bank, chosen)
     served = Model(out)
     table = compare_views(test, _scores(served, test), cuts)
     report = out / "views"

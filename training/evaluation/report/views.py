@@ -76,19 +76,90 @@ def own_auc_table(test: dict) -> dict | None:
     return table(["fakes vs own reals", *(VIEWS[v] for v in views)], rows) if rows else None
 
 
+def levels_table(test: dict) -> dict | None:
+    """The served answer: each generator's catch at the lowest cuts keeping every real test
+    source at or under 2 %, 1 % and 0.5 % called fake."""
+    levels = test.get("fused", {}).get("levels")
+    if not levels:
+        return None
+    first = next(iter(levels.values()))["sources"]
+    rows = [
+        [s, *(_pct(lv["sources"][s]["caught"]) for lv in levels.values())]
+        for s in sorted(first)
+        if "fakes" in first[s]
+    ]
+    rows.append(
+        [
+            "worst real source called fake",
+            *(_pct(lv["worst_false_alarm"]) for lv in levels.values()),
+        ]
+    )
+    return table(["fakes caught", *(f"≤ {100 * float(r):g} %" for r in levels)], rows)
+
+
+# A chained copy's source and the source it was copied from (`training chain`, the Makefile).
+CHAINED = {
+    "140k-chain": "140k",
+    "su-chain": "stylegan2-unsplash",
+    "sd-chain": "stable-diffusion",
+    "fairface-val-chain": "fairface",
+}
+
+
+def chain_table(test: dict) -> dict | None:
+    """The figure-grid chain carries no label: the served answer on test photos as they are and
+    on copies put through t2i/'s chain, fakes caught and reals kept side by side."""
+    rates = test.get("fused", {}).get("operating", {})
+    rows = []
+    for copy, original in CHAINED.items():
+        a, b = rates.get(original, {}), rates.get(copy, {})
+        for key, words, count in (
+            ("caught", "fakes caught", "fakes"),
+            ("kept", "reals kept", "reals"),
+        ):
+            if key in a and key in b:
+                rows.append(
+                    [
+                        f"{original} {words}",
+                        f"{_pct(a[key])} (n={a[count]})",
+                        f"{_pct(b[key])} (n={b[count]})",
+                    ]
+                )
+    if not rows:
+        return None
+    return table(["test photos", "as they are", "through the chain"], rows)
+
+
+def _cell(rates: dict) -> str:
+    return f"{_f3(rates.get('auc_vs_every_real'))} / {_pct(rates.get('caught'))}"
+
+
 def leave_out_table(runs: list[Path]) -> dict | None:
-    """The CLIP view trained without one generator: its fakes ranked against every real."""
+    """Each view of a two-view model fitted without one generator: the left-out generator's test
+    fakes ranked against every real test photo (ROC-AUC) and caught at each view's operating
+    point; which CNN and which CLIP feature it used; the worst real test source kept."""
     rows = []
     for path in runs:
         doc = read_json(path)
-        test = doc["test"]["clip"]["operating"]
+        test = doc["test"]
+        views = [v for v in VIEWS if v in test]
         for source in doc.get("left_out", []):
-            if "fakes" in test.get(source, {}):
-                r = test[source]
-                rows.append([source, r["fakes"], _f3(r["auc_vs_every_real"]), _pct(r["caught"])])
+            if "fakes" not in test[views[0]]["operating"].get(source, {}):
+                continue
+            kept = [r["kept"] for r in test[views[-1]]["operating"].values() if "kept" in r]
+            rows.append(
+                [
+                    source,
+                    doc.get("feature", "patch_mean"),
+                    doc.get("cnn", ""),
+                    *(_cell(test[v]["operating"][source]) for v in views),
+                    _pct(min(kept)) if kept else "—",
+                ]
+            )
     if not rows:
         return None
-    return table(["left out", "its test fakes", "ROC-AUC vs every real", "caught"], rows)
+    head = ["left out", "CLIP feature", "CNN", "CNN: AUC / caught", "CLIP: AUC / caught"]
+    return table([*head, "both: AUC / caught", "worst real source kept"], rows)
 
 
 def _head_words(head: dict) -> str:
@@ -118,6 +189,8 @@ def section_views(model_dir: Path, doc: dict) -> dict | None:
         "counts": data["counts"],
         "operating": operating_table(data["test"]),
         "strict": strict_table(data["test"]),
+        "levels": levels_table(data["test"]),
+        "chain": chain_table(data["test"]),
         "own_auc": own_auc_table(data["test"]),
         "leave_out": leave_out_table(sorted((model_dir / "views").glob("leave-*/views.json"))),
     }
