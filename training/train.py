@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .backend import PRECISIONS
@@ -198,6 +199,16 @@ def _batches(images, labels, spec, batch_size, **kwargs):
     return Batches(images, labels, spec, batch_size, **kwargs)
 
 
+@dataclass
+class _Data:
+    """The run's training and validation splits, with each image's loss weight."""
+
+    train: object
+    valid: object
+    train_weights: object
+    valid_weights: object
+
+
 def train(
     cfg: dict,
     out: Path,
@@ -206,31 +217,27 @@ def train(
     cache_dir: Path | None = None,
     verbose: int = 1,
 ) -> dict:
-    """Train (or continue) the run in `out`; returns its final state."""
+    """Train (or continue) the run in `out`; returns its final state. Load the prepared data,
+    build the model on the device Keras has, then fit it epoch by epoch, recording each epoch
+    (checkpoints, history.csv, state.json, the curves) as it ends."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from .models import spec_from_config
 
-    from . import backend
-    from .models import build, set_trainable, spec_from_config
+    data = _load(cfg, workers, cache_dir, verbose)
+    spec = spec_from_config(cfg)
+    device, strategy = _device(cfg)
+    model = _build(cfg, spec, out, resume, strategy)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return _fit(model, cfg, spec, data, out, resume, device.backend, strategy, verbose)
 
+
+def _load(cfg: dict, workers: int | None, cache_dir: Path | None, verbose: int) -> _Data:
+    """The prepared folders' training and validation splits, decoded once; their counts and loss
+    weights go into `cfg` (and so config.json)."""
     prepared = [read_prepared(d) for d in cfg["data"]]
     cfg["align_size"] = _align_size(prepared)
-    from .data.prepare import alignment_drift
-
-    for p in prepared:
-        try:
-            drift = alignment_drift(p.root)
-        except ImportError as exc:  # a GPU box with training's packages only; export re-checks
-            print(f"note: alignment not checked here ({exc}).", file=sys.stderr)
-            drift = None
-        if drift and drift[0] > 0:
-            # export refuses such a run; say so now rather than after hours of training
-            print(
-                f"warning: {p.root} was aligned by other code than serving runs now "
-                f"(up to {drift[0]} levels apart on {drift[1]} faces); re-run prepare.",
-                file=sys.stderr,
-            )
-    spec = spec_from_config(cfg)
+    _warn_of_drift(prepared)
     load = dict(
         size=cfg["size"],
         color=cfg["color"],
@@ -242,18 +249,45 @@ def train(
     val_split = load_split(prepared, cfg["val_split"], **load)
     # Loss weights per image: by class, by (source, class) cell, or none (data/pipeline.py).
     train_w, val_w, balance = sample_weights(train_split, val_split, cfg["balance"])
-    cw = balance["class_weights"]
     cfg["classes"] = {
         "positive": "fake",
         "train": train_split.counts(),
         "valid": val_split.counts(),
-        "class_weights": cw,
+        "class_weights": balance["class_weights"],
         "balance": balance,
         "by_folder": {
             str(p.root): {s: class_counts(usable(p.rows, s)) for s in ("train", cfg["val_split"])}
             for p in prepared
         },
     }
+    return _Data(train_split, val_split, train_w, val_w)
+
+
+def _warn_of_drift(prepared) -> None:
+    """Export refuses a run whose crops serving would no longer produce: say so now, before hours
+    of training, not after."""
+    from .data.prepare import alignment_drift
+
+    for p in prepared:
+        try:
+            drift = alignment_drift(p.root)
+        except ImportError as exc:  # a GPU box with training's packages only; export re-checks
+            print(f"note: alignment not checked here ({exc}).", file=sys.stderr)
+            drift = None
+        if drift and drift[0] > 0:
+            print(
+                f"warning: {p.root} was aligned by other code than serving runs now "
+                f"(up to {drift[0]} levels apart on {drift[1]} faces); re-run prepare.",
+                file=sys.stderr,
+            )
+
+
+def _device(cfg: dict):
+    """Seed Keras, pick the device, precision and strategy, record them in `cfg` and say them."""
+    import keras
+
+    from . import backend
+
     keras.utils.set_random_seed(cfg["seed"])
     device = backend.detect()
     precision = backend.policy(cfg["mixed_precision"], device)
@@ -277,9 +311,16 @@ def train(
     warning = backend.unused_gpu_warning(device)
     if warning:
         print(warning, file=sys.stderr)
+    return device, strategy
 
-    state_path, history_path = out / "state.json", out / "history.csv"
-    history = read_history(history_path) if resume else []
+
+def _build(cfg: dict, spec, out: Path, resume: bool, strategy):
+    """The model, compiled: the run's last checkpoint when resuming, else built from the zoo
+    (its backbone frozen for --freeze-epochs)."""
+    import keras
+
+    from .models import build, set_trainable
+
     with _scope(strategy):
         if resume:
             model = keras.models.load_model(out / "last.keras")
@@ -296,8 +337,14 @@ def train(
                 set_trainable(model, not cfg.get("freeze_epochs"), cfg["batch_norm"] == "train")
             _compile(model, cfg["learning_rate"])
     cfg["params"] = int(model.count_params())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return model
+
+
+def _fit(model, cfg, spec, data: _Data, out: Path, resume, backend_name, strategy, verbose):
+    """Fit from the first epoch history.csv lacks to cfg["epochs"] (or early stop), recording
+    each epoch as it ends; returns the final state."""
+    state_path, history_path = out / "state.json", out / "history.csv"
+    history = read_history(history_path) if resume else []
     state = (
         json.loads(state_path.read_text())
         if resume
@@ -308,35 +355,24 @@ def train(
 
     augment = Augment(**cfg["augment"])
     # tf.data where TensorFlow runs the model; elsewhere a PyDataset with no TensorFlow in it.
-    batches = make_dataset if device.backend == "tensorflow" else _batches
-    val_ds = batches(val_split.images, val_split.labels, spec, cfg["batch_size"], weights=val_w)
+    batches = make_dataset if backend_name == "tensorflow" else _batches
+    val = data.valid
+    val_ds = batches(val.images, val.labels, spec, cfg["batch_size"], weights=data.valid_weights)
     if verbose:
         print(
-            f"train: {train_split.counts()} valid: {val_split.counts()} (positive = fake); "
-            f"class weights {cw}; {cfg['params']:,} parameters",
+            f"train: {data.train.counts()} valid: {val.counts()} (positive = fake); "
+            f"class weights {cfg['classes']['class_weights']}; {cfg['params']:,} parameters",
             file=sys.stderr,
         )
     stale = 0
     for epoch in range(state["epochs_done"], cfg["epochs"]):
-        if cfg.get("freeze_epochs") and epoch == cfg["freeze_epochs"]:  # or a resume lands here
-            with _scope(strategy):
-                set_trainable(model, True, cfg["batch_norm"] == "train")
-                _compile(model, cfg["fine_tune_learning_rate"])
-            if verbose:
-                print(
-                    f"epoch {epoch + 1}: backbone unfrozen (batch norm {cfg['batch_norm']}), "
-                    f"learning rate {cfg['fine_tune_learning_rate']:g}",
-                    file=sys.stderr,
-                )
-        anneal = _annealed_lr(cfg, epoch)
-        if anneal is not None:
-            model.optimizer.learning_rate.assign(anneal)  # Adam's moments carry on
+        _schedule(model, cfg, epoch, strategy, verbose)
         train_ds = batches(
-            train_split.images,
-            train_split.labels,
+            data.train.images,
+            data.train.labels,
             spec,
             cfg["batch_size"],
-            weights=train_w,
+            weights=data.train_weights,
             shuffle_seed=cfg["seed"],
             epoch=epoch,
             augment=augment,
@@ -352,38 +388,66 @@ def train(
         )
         seconds = time.perf_counter() - t0
         logs = {k: v[-1] for k, v in fit.history.items()}
-        row = {
-            "epoch": epoch + 1,
-            **{k: f"{logs[k]:.6f}" for k in HISTORY_KEYS[1:7]},
-            "lr": f"{float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.3g}",
-            "seconds": f"{seconds:.1f}",
-        }
-        _save(model, out / "last.keras")
-        if state["best_val_loss"] is None or logs["val_loss"] < state["best_val_loss"]:
-            _save(model, out / "best.keras")
-            state.update(
-                best_epoch=epoch + 1,
-                best_val_loss=float(logs["val_loss"]),
-                best_val_accuracy=float(logs["val_accuracy"]),
-                best_val_auc=float(logs["val_auc"]),
-            )
-            stale = 0
-        else:
-            stale += 1
-        history.append(row)
-        with history_path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, HISTORY_KEYS)
-            writer.writeheader()
-            writer.writerows(history)
-        state["epochs_done"] = epoch + 1
-        state["images_per_second"] = round(len(train_split.labels) / seconds, 1)
-        state_path.write_text(json.dumps(state, indent=2) + "\n")
-        plot_history(history, out)
+        improved = _record(model, out, epoch, logs, seconds, len(data.train.labels), state, history)
+        stale = 0 if improved else stale + 1
         if cfg["patience"] and stale >= cfg["patience"]:
             if verbose:
                 print(f"early stop: no better validation loss for {stale} epochs", file=sys.stderr)
             break
     return state
+
+
+def _schedule(model, cfg: dict, epoch: int, strategy, verbose: int) -> None:
+    """The epoch's learning schedule: the backbone unfrozen after --freeze-epochs (or where a
+    resume lands), and the last --anneal-epochs at a tenth of the learning rate."""
+    if cfg.get("freeze_epochs") and epoch == cfg["freeze_epochs"]:  # or a resume lands here
+        from .models import set_trainable
+
+        with _scope(strategy):
+            set_trainable(model, True, cfg["batch_norm"] == "train")
+            _compile(model, cfg["fine_tune_learning_rate"])
+        if verbose:
+            print(
+                f"epoch {epoch + 1}: backbone unfrozen (batch norm {cfg['batch_norm']}), "
+                f"learning rate {cfg['fine_tune_learning_rate']:g}",
+                file=sys.stderr,
+            )
+    anneal = _annealed_lr(cfg, epoch)
+    if anneal is not None:
+        model.optimizer.learning_rate.assign(anneal)  # Adam's moments carry on
+
+
+def _record(model, out: Path, epoch, logs, seconds, n_train, state, history) -> bool:
+    """The epoch's end: last.keras (and best.keras on a lower validation loss), its line in
+    history.csv, state.json and the curves. True when the validation loss improved."""
+    import keras
+
+    row = {
+        "epoch": epoch + 1,
+        **{k: f"{logs[k]:.6f}" for k in HISTORY_KEYS[1:7]},
+        "lr": f"{float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.3g}",
+        "seconds": f"{seconds:.1f}",
+    }
+    _save(model, out / "last.keras")
+    improved = state["best_val_loss"] is None or logs["val_loss"] < state["best_val_loss"]
+    if improved:
+        _save(model, out / "best.keras")
+        state.update(
+            best_epoch=epoch + 1,
+            best_val_loss=float(logs["val_loss"]),
+            best_val_accuracy=float(logs["val_accuracy"]),
+            best_val_auc=float(logs["val_auc"]),
+        )
+    history.append(row)
+    with (out / "history.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, HISTORY_KEYS)
+        writer.writeheader()
+        writer.writerows(history)
+    state["epochs_done"] = epoch + 1
+    state["images_per_second"] = round(n_train / seconds, 1)
+    (out / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    plot_history(history, out)
+    return improved
 
 
 def run(args) -> int:
