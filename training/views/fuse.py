@@ -21,7 +21,7 @@ from shared.model import SPEC_FILE, Model
 
 from ..data.datasets import DataError, read_prepared, source_of, usable
 from ..data.pipeline import cached_pixels
-from ..data.sources import collections
+from ..data.sources import GENERATORS, NOT_LEARNED, collections
 from ..evaluation.calibration import ece, false_alarm_threshold
 from .bank import write_bank
 from .features import ENCODER_PACKAGE, cached_features, layered_encoder
@@ -171,6 +171,14 @@ def _operating_point(valid: Faces, p: np.ndarray, rate: float, cut: float) -> di
     }
 
 
+def _fake_sources(train: Faces, cnn_doc: dict) -> list[str]:
+    """The engines either view learned: the CLIP head's fake sources and the CNN's, by name."""
+    mine = {s for s, y in zip(train.sources, train.y, strict=True) if y == 1}
+    names = {v: k for k, v in GENERATORS.items()}
+    theirs = {names.get(g, g) for g in cnn_doc.get("generators", {}).get("learned", [])}
+    return sorted(mine | theirs)
+
+
 def fuse(args) -> int:
     started = time.time()
     cnn_dir, out = Path(args.cnn), Path(args.out)
@@ -219,8 +227,12 @@ def fuse(args) -> int:
         "version": version,
         "threshold": op["threshold"],
         "operating_point": op,
-        "trained_on": f"{doc.get('trained_on', '')}; CLIP view: {len(train)} training faces of "
-        f"{collections(trained_on)}",
+        # In a person's words (the page shows it); the CNN's own line is under views.cnn.
+        "trained_on": f"{collections(trained_on)} ({len(train)} training faces)",
+        "generators": {
+            "learned": [GENERATORS.get(s, s) for s in _fake_sources(train, doc)],
+            "not_learned": NOT_LEARNED,
+        },
     }
     if leave:
         extra["left_out"] = sorted(leave)
