@@ -391,6 +391,9 @@ def evaluate(
     robustness: list[str] | None = None,
     robustness_on: str = "photo",
 ) -> list[dict]:
+    """Score `split` of the prepared folders and write OUT: predictions.csv, the metrics by
+    group (metrics.csv/.md/.tex), ROC/PR and reliability plots, evaluation.json and, when asked,
+    the robustness table. Returns the metrics table (its first row: every image)."""
     from ..data.pipeline import load_split
 
     predict, spec, described = load_predictor(model_dir, checkpoint)
@@ -399,14 +402,73 @@ def evaluate(
     if sources:
         prepared = _only_sources(prepared, sources)
     chosen = load_split(prepared, split, spec.size, spec.color, workers, cache_dir, quiet)
-    p_fake = np.empty(len(chosen.labels), np.float32)
+    p_fake = _score(predict, spec, chosen)
+    roots = _source_roots(prepared)
+    skipped = write_predictions(prepared, roots, split, chosen, p_fake, threshold, out)
+
+    y = chosen.labels.astype(int)
+    groups = _groups(chosen.rows, y, p_fake, by)
+    table = [{"group": g, **metrics(yt, pt, threshold)} for g, (yt, pt) in groups.items()]
+    scored_sources = sorted({source_of(r) for r in chosen.rows})
+    seen = trained_sources(model_dir)
+    held_out = None if seen is None else [s for s in scored_sources if s not in seen]
+    title = f"{described} on {', '.join(p.name for p in prepared)} [{split}]"
+    if sources:
+        title += f" (source: {', '.join(sources)})"
+    notes = _notes(y, threshold, spec, scored_sources, seen, held_out, skipped)
+    write_tables(table, out, title, notes)
+    plot_curves(groups, out, title)
+    _write_reliability(groups, out, title)
+    summary = {
+        "model": described,
+        "data": [str(p.root) for p in prepared],
+        "split": split,
+        "sources": sources or None,
+        "sources_scored": scored_sources,
+        "trained_sources": seen,
+        "held_out_sources": held_out,
+        "threshold": threshold,
+        "temperature": spec.temperature,
+        "all": {k: v for k, v in table[0].items() if k != "group"},
+    }
+    if robustness:
+        rob = robustness_table(
+            chosen,
+            p_fake,
+            roots,
+            robustness,
+            robustness_on,
+            spec,
+            predict,
+            threshold,
+            out,
+            title,
+            workers,
+            quiet,
+        )
+        summary["robustness"] = rob
+    (out / "evaluation.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+    return table
+
+
+def _score(predict, spec, split) -> np.ndarray:
+    """P(fake) of every image of the split, normalised as the model was trained, in bounded
+    batches."""
+    p_fake = np.empty(len(split.labels), np.float32)
     batch = 256  # bounded memory whatever the split's size
     for i in range(0, len(p_fake), batch):
-        x = np.asarray(chosen.images[i : i + batch], np.float32)
+        x = np.asarray(split.images[i : i + batch], np.float32)
         p_fake[i : i + batch] = predict(x * np.float32(spec.scale) + np.float32(spec.offset))
+    return p_fake
 
+
+def write_predictions(
+    prepared: list[Prepared], roots, split, chosen, p_fake, threshold, out: Path
+) -> dict[str, int]:
+    """OUT/predictions.csv in `python -m shared predict`'s columns plus the truth and each
+    source's attributes: one row per photo of the split, scored or not (`error` says why not).
+    Returns the count of photos not scored, by reason."""
     rows, attr_keys = [], []
-    roots = _source_roots(prepared)
     for p in prepared:
         src = roots[str(p.root)]
         extra = [k for k in (p.rows[0] if p.rows else {}) if k not in attr_keys]
@@ -451,26 +513,29 @@ def evaluate(
         writer = csv.DictWriter(fh, fields)
         writer.writeheader()
         writer.writerows(preds)
+    return skipped
 
-    y = chosen.labels.astype(int)
+
+def _groups(rows: list[dict], y: np.ndarray, p_fake: np.ndarray, by: list[str]) -> dict:
+    """The groups the metrics are broken down by: every image, each value of each --by column
+    and, by dataset, each source's fakes against every real photo."""
     groups = {"all": (y, p_fake)}
     for col in by:
-        values = [r.get(col) for r in chosen.rows]
+        values = [r.get(col) for r in rows]
         if any(v is None for v in values):
-            known = sorted(set(chosen.rows[0]) - {"root"})
+            known = sorted(set(rows[0]) - {"root"})
             raise DataError(f"--by {col}: no such column; choose from {', '.join(known)}.")
         for v in sorted(set(values)):
             mask = np.array([x == v for x in values])
             groups[f"{col}={v}"] = (y[mask], p_fake[mask])
     if "dataset" in by:
-        groups.update(every_real_groups(chosen.rows, y, p_fake))
-    table = [{"group": g, **metrics(yt, pt, threshold)} for g, (yt, pt) in groups.items()]
-    scored_sources = sorted({source_of(r) for r in chosen.rows})
-    seen = trained_sources(model_dir)
-    held_out = None if seen is None else [s for s in scored_sources if s not in seen]
-    title = f"{described} on {', '.join(p.name for p in prepared)} [{split}]"
-    if sources:
-        title += f" (source: {', '.join(sources)})"
+        groups.update(every_real_groups(rows, y, p_fake))
+    return groups
+
+
+def _notes(y, threshold, spec, scored_sources, seen, held_out, skipped) -> list[str]:
+    """The lines under the metrics table: threshold and counts, calibration, which sources the
+    model trained on, and what was not scored."""
     notes = [
         f"threshold {threshold:g} on P(fake); {len(y)} images scored "
         f"({int(y.sum())} fake, {len(y) - int(y.sum())} real).",
@@ -497,8 +562,11 @@ def evaluate(
             + ", ".join(f"{v} {k}" for k, v in sorted(skipped.items()))
             + " — listed in predictions.csv with `error` set."
         )
-    write_tables(table, out, title, notes)
-    plot_curves(groups, out, title)
+    return notes
+
+
+def _write_reliability(groups: dict, out: Path, title: str) -> None:
+    """OUT/reliability.png and reliability.csv: P(fake) against the share of fakes, per group."""
     plot_reliability(groups, out / "reliability.png", f"Reliability of P(fake): {title}")
     with (out / "reliability.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, ["group", "lo", "hi", "n", "mean_p_fake", "fake_share"])
@@ -506,36 +574,6 @@ def evaluate(
         for g, (yt, pt) in groups.items():
             for b in reliability(yt, pt):
                 writer.writerow({"group": g, **b})
-    summary = {
-        "model": described,
-        "data": [str(p.root) for p in prepared],
-        "split": split,
-        "sources": sources or None,
-        "sources_scored": scored_sources,
-        "trained_sources": seen,
-        "held_out_sources": held_out,
-        "threshold": threshold,
-        "temperature": spec.temperature,
-        "all": {k: v for k, v in table[0].items() if k != "group"},
-    }
-    if robustness:
-        rob = robustness_table(
-            chosen,
-            p_fake,
-            roots,
-            robustness,
-            robustness_on,
-            spec,
-            predict,
-            threshold,
-            out,
-            title,
-            workers,
-            quiet,
-        )
-        summary["robustness"] = rob
-    (out / "evaluation.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-    return table
 
 
 def run(args) -> int:
