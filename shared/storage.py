@@ -85,7 +85,8 @@ def token_credential(target: StorageTarget):
 
     client_id = target.client_id or None
     if target.credential.lower() == "managedidentity":
-        return ManagedIdentityCredential(client_id=client_id)
+        # One retry, as for storage itself: the next feedback post tries again anyway.
+        return ManagedIdentityCredential(client_id=client_id, retry_total=1)
     return DefaultAzureCredential(managed_identity_client_id=client_id)
 
 

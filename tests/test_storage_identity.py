@@ -107,7 +107,7 @@ def test_an_identity_endpoint_that_is_down_answers_in_seconds(oauth_azurite, ide
     start = time.monotonic()
     with pytest.raises(StorageUnavailable):
         FeedbackStore.connect(target(oauth_azurite, "unreachable"), *names(), timeout=2)
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 5  # one retry, not the SDK default of several
 
 
 STORAGE_ENV = [k for k in settingslib.APP_SETTINGS if k.startswith("AzureWebJobsStorage")]
