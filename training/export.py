@@ -264,14 +264,50 @@ def export_run(
     calibration: str = "valid",
     false_alarm: float = 0.02,
 ) -> tuple[Model, int]:
-    """A run's checkpoint -> `out`, rebuilt in float32 and checked against Keras."""
+    """A run's checkpoint -> `out`, rebuilt in float32 and checked against Keras: the model is
+    loaded, its calibration and threshold chosen on the validation split, its spec written from
+    the run's config, and the files moved into `out` only once every check passed."""
+    from .models import spec_from_config
+
+    cfg, state, model = _load_run(run_dir, checkpoint)
+    extra = _run_record(cfg, state, checkpoint, int(model.count_params()))
+    temperature = 1.0
+    if threshold in ("valid", "reals") or calibration == "valid":
+        by_reals = threshold == "reals"
+        temperature, threshold, valid = _valid_calibration(
+            model, cfg, calibration == "valid", threshold, false_alarm
+        )
+        extra["metrics"]["valid"] = valid
+        if by_reals:
+            extra["operating_point"] = {
+                "rule": valid["threshold_rule"],
+                "false_alarm_target": false_alarm,
+                "split": valid["split"],
+                "threshold": valid["threshold"],
+                "sources": valid["sources"],
+            }
+    extra["generators"] = generators(cfg)
+    if metrics_dir:
+        extra["metrics"]["test"] = _test_metrics(metrics_dir / "metrics.csv")
+    spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
+    spec = replace(spec, threshold=float(threshold), trained_on=_trained_on(cfg), extra=extra)
+    spec = replace(spec, temperature=temperature)
+    _refuse_drift(cfg["data"])
+    check = check_inputs(cfg, spec, data=check_data)
+    _write_checked(model, spec, out, check, explain, max_mb)
+    return Model(out), len(check)
+
+
+def _load_run(run_dir: Path, checkpoint: str):
+    """(config, state, the checkpoint's weights in the zoo's model rebuilt in float32), on
+    TensorFlow, whose converter makes LiteRT."""
     import json
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from .data.datasets import DataError
-    from .models import build, spec_from_config
+    from .models import build
 
     if keras.backend.backend() != "tensorflow":  # the LiteRT converter is TensorFlow's
         raise DataError(
@@ -298,9 +334,14 @@ def export_run(
         head=cfg.get("head", "flatten"),
     )
     model.set_weights(trained.get_weights())
-    extra = {
+    return cfg, state, model
+
+
+def _run_record(cfg: dict, state: dict, checkpoint: str, params: int) -> dict:
+    """What model.json says of the run: architecture, recipe, classes, epochs, validation."""
+    return {
         "architecture": cfg["model"],
-        "params": int(model.count_params()),
+        "params": params,
         "training": {
             k: cfg[k]
             for k in ("epochs", "batch_size", "learning_rate", "augment", "balance", "seed")
@@ -321,50 +362,44 @@ def export_run(
             }
         },
     }
-    temperature = 1.0
-    if threshold in ("valid", "reals") or calibration == "valid":
-        by_reals = threshold == "reals"
-        temperature, threshold, valid = _valid_calibration(
-            model, cfg, calibration == "valid", threshold, false_alarm
-        )
-        extra["metrics"]["valid"] = valid
-        if by_reals:
-            extra["operating_point"] = {
-                "rule": valid["threshold_rule"],
-                "false_alarm_target": false_alarm,
-                "split": valid["split"],
-                "threshold": valid["threshold"],
-                "sources": valid["sources"],
-            }
-    extra["generators"] = generators(cfg)
-    metrics_csv = metrics_dir / "metrics.csv" if metrics_dir else None
-    if metrics_csv is not None:
-        if not metrics_csv.is_file():
-            raise DataError(f"{metrics_csv}: no such file (--metrics takes an evaluate output).")
-        import csv
 
-        with metrics_csv.open(newline="") as fh:
-            first = next(csv.DictReader(fh))
-        extra["metrics"]["test"] = {
-            k: (float(v) if k not in ("group", "positive") else v)
-            for k, v in first.items()
-            if v not in ("", "nan")
-        }
-    spec = spec_from_config(cfg, name or cfg["model"], version or cfg.get("version", "0"))
-    spec = replace(spec, threshold=float(threshold), trained_on=_trained_on(cfg), extra=extra)
-    spec = replace(spec, temperature=temperature)
+
+def _test_metrics(metrics_csv: Path) -> dict:
+    """The first row (every image) of an evaluate output's metrics.csv, as numbers."""
+    import csv
+
+    from .data.datasets import DataError
+
+    if not metrics_csv.is_file():
+        raise DataError(f"{metrics_csv}: no such file (--metrics takes an evaluate output).")
+    with metrics_csv.open(newline="") as fh:
+        first = next(csv.DictReader(fh))
+    return {
+        k: (float(v) if k not in ("group", "positive") else v)
+        for k, v in first.items()
+        if v not in ("", "nan")
+    }
+
+
+def _refuse_drift(folders: list[str]) -> None:
+    """Refuse a run whose prepared crops serving's alignment would no longer produce."""
+    from .data.datasets import DataError
     from .data.prepare import alignment_drift
 
-    for folder in cfg["data"]:
+    for folder in folders:
         drift = alignment_drift(Path(folder)) if Path(folder).is_dir() else None
         if drift and drift[0] > 0:
             raise DataError(
                 f"{folder} was aligned by other code than serving runs now (pixels differ by up "
                 f"to {drift[0]} on {drift[1]} re-aligned faces): re-run prepare, then train."
             )
-    check = check_inputs(cfg, spec, data=check_data)
-    # Written aside and moved in only once every check passed: a failed export must not
-    # replace the model that was there.
+
+
+def _write_checked(model, spec: ModelSpec, out: Path, check, explain: bool, max_mb: float) -> None:
+    """Convert and check aside, then move the files into `out`: a failed export must not replace
+    the model that was there."""
+    from .data.datasets import DataError
+
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         served = export_keras(model, tmp, spec, check=check, atol=1e-5, explain=explain)
@@ -374,7 +409,6 @@ def export_run(
             raise DataError(f"{out / spec.file} would be {mb:.1f} MB{hint}, over {max_mb:g} MB.")
         for name in (spec.file, SPEC_FILE):
             os.replace(Path(tmp) / name, out / name)
-    return Model(out), len(check)
 
 
 def run(args) -> int:
