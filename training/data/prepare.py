@@ -165,12 +165,7 @@ def prepare(
     kind, records = read_source(src)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise DataError(f"{out}: write the aligned set outside the source folder {src}.")
-    if shard:
-        records = [r for i, r in enumerate(records) if i % shard[1] == shard[0] - 1]
-    if limit and limit < len(records):
-        # An even spread, so a small sample still holds every split and class.
-        step = len(records) / limit
-        records = [records[int(i * step)] for i in range(limit)]
+    records = _select(records, shard, limit)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / manifest_name(shard)
     done = _read_done(manifest, out)
@@ -182,38 +177,10 @@ def prepare(
     fields = MANIFEST_FIELDS + attr_keys
     workers = workers or os.cpu_count() or 1
 
-    fresh = not manifest.is_file()
     t0 = time.perf_counter()
-    with manifest.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
-        if fresh:
-            writer.writeheader()
-        if todo:
-            ctx = mp.get_context("spawn")  # no fork after TensorFlow or dlib threads exist
-            jobs = [(str(src), str(out), r, align_size) for r in todo]
-            with ctx.Pool(min(workers, len(todo)), _init_worker, (detector,)) as pool:
-                bar = tqdm(
-                    pool.imap_unordered(align_one, jobs, chunksize=4),
-                    total=len(jobs),
-                    desc=f"aligning ({detector}, {workers} workers)",
-                    unit="img",
-                    disable=quiet,
-                )
-                for row in bar:
-                    writer.writerow(row)
-                    fh.flush()
-                    done[row["source"]] = row
+    _align_all(src, out, todo, manifest, fields, done, detector, workers, align_size, quiet)
     elapsed = time.perf_counter() - t0
-
-    # Rewrite in source order, one line per image, so diffs and shards stay readable.
-    order = {r.rel: i for i, r in enumerate(records)}
-    rows = sorted(done.values(), key=lambda r: order.get(r["source"], len(order)))
-    tmp = manifest.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(manifest)
+    rows = _rewrite_manifest(manifest, records, done, fields)
 
     status = {}
     for r in rows:
@@ -243,6 +210,57 @@ def prepare(
     name = "prepare.json" if shard is None else f"prepare-{shard[0]}-of-{shard[1]}.json"
     (out / name).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _select(records: list[Record], shard: tuple[int, int] | None, limit: int | None):
+    """The records this run aligns: every N-th from the K-th for shard K/N, then at most
+    `limit` of them, evenly spread so a small sample still holds every split and class."""
+    if shard:
+        records = [r for i, r in enumerate(records) if i % shard[1] == shard[0] - 1]
+    if limit and limit < len(records):
+        step = len(records) / limit
+        records = [records[int(i * step)] for i in range(limit)]
+    return records
+
+
+def _align_all(src, out, todo, manifest, fields, done, detector, workers, align_size, quiet):
+    """Align `todo` on `workers` processes, each row appended to the manifest (and `done`) as it
+    comes, so an interrupted run resumes where it stopped."""
+    fresh = not manifest.is_file()
+    with manifest.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
+        if fresh:
+            writer.writeheader()
+        if not todo:
+            return
+        ctx = mp.get_context("spawn")  # no fork after TensorFlow or dlib threads exist
+        jobs = [(str(src), str(out), r, align_size) for r in todo]
+        with ctx.Pool(min(workers, len(todo)), _init_worker, (detector,)) as pool:
+            bar = tqdm(
+                pool.imap_unordered(align_one, jobs, chunksize=4),
+                total=len(jobs),
+                desc=f"aligning ({detector}, {workers} workers)",
+                unit="img",
+                disable=quiet,
+            )
+            for row in bar:
+                writer.writerow(row)
+                fh.flush()
+                done[row["source"]] = row
+
+
+def _rewrite_manifest(manifest: Path, records, done: dict, fields: list[str]) -> list[dict]:
+    """The manifest rewritten in source order, one line per image, so diffs and shards stay
+    readable; returns its rows."""
+    order = {r.rel: i for i, r in enumerate(records)}
+    rows = sorted(done.values(), key=lambda r: order.get(r["source"], len(order)))
+    tmp = manifest.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(manifest)
+    return rows
 
 
 def contact_sheets(

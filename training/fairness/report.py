@@ -124,11 +124,19 @@ def _judged_by(audit) -> str:
 
 
 def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Namespace) -> str:
-    fav, unfav = audit.favourable, audit.unfavourable
-    c = audit.joined.counts
-    n_fake, n_real = audit.class_counts["fake"], audit.class_counts["real"]
-    judged_by = _judged_by(audit)
-    lines = [
+    """fairness.md: what was joined and how, the rows, Table 9 (DI and AOD) and every group."""
+    return "\n".join(
+        _md_intro(audit, args)
+        + _md_rows(audit, groups)
+        + _md_table9(summary)
+        + _md_groups(audit, groups)
+    )
+
+
+def _md_intro(audit, args: argparse.Namespace) -> list[str]:
+    """The inputs, the favourable outcome, the judgement and the intervals."""
+    fav = audit.favourable
+    return [
         "# Fairness audit",
         "",
         f"- Predictions: {', '.join(str(p) for p in args.predictions)}",
@@ -140,10 +148,20 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
         ),
         f"- Favourable outcome: **judged {fav}** (AIF360's positive label). Privileged group: "
         "the Table 9 row name (Male, White, Non-Black, Non-Child, Non-Senior).",
-        f"- Judgement: {judged_by}. Audited face: face 0 (the largest) of each file.",
+        f"- Judgement: {_judged_by(audit)}. Audited face: face 0 (the largest) of each file.",
         f"- Intervals: 95 % percentile bootstrap, {audit.bootstrap.resamples} resamples, seed "
         f"{audit.bootstrap.seed}, rows resampled within each (group × true class) cell.",
         "",
+    ]
+
+
+def _md_rows(audit, groups: list[dict]) -> list[str]:
+    """How the prediction rows joined the labels, the overall rates, what had no prediction,
+    and which rates a one-class label set leaves undefined."""
+    fav, unfav = audit.favourable, audit.unfavourable
+    c = audit.joined.counts
+    n_fake, n_real = audit.class_counts["fake"], audit.class_counts["real"]
+    lines = [
         "## Rows",
         "",
         f"{c['rows']} prediction rows: {c['joined']} joined a label "
@@ -187,7 +205,12 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
             "intervals) and disparate impact are computed on what exists. For TPR and AOD, add "
             "labelled fakes: `python -m training falsify` writes them with the same labels.",
         ]
-    lines += [
+    return lines
+
+
+def _md_table9(summary: list[dict]) -> list[str]:
+    """Table 9: DI and AOD of each privileged/unprivileged pair, with intervals and notes."""
+    lines = [
         "",
         "## Table 9: disparate impact and average odds difference",
         "",
@@ -211,7 +234,13 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
              if s["note"]]  # fmt: skip
     if notes:
         lines += ["", "Notes:", *notes]
-    lines += [
+    return lines
+
+
+def _md_groups(audit, groups: list[dict]) -> list[str]:
+    """Every group's counts and rates, with intervals, and the plot."""
+    fav, unfav = audit.favourable, audit.unfavourable
+    lines = [
         "",
         "## Per group",
         "",
@@ -232,7 +261,7 @@ def markdown(audit, summary: list[dict], groups: list[dict], args: argparse.Name
         for g in groups
     ]  # fmt: skip
     lines += [_md_table(head, body), "", "![DI and AOD with 95 % intervals](fairness.png)", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def latex(summary: list[dict], audit) -> str:
