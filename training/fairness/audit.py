@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..options import add_options, option
 from .labels import (
     BLEND,
     CLASSES,
@@ -324,6 +325,92 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# `fairness`'s options, in --help's order.
+OPTIONS = [
+    option(
+        "--predictions",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="CSV",
+        help="predictions CSV(s): path,face,x,y,w,h,p_fake,label,error[,true_label]; face 0 "
+        "(the largest face) of each file is audited, further faces are counted and skipped",
+    ),
+    option(
+        "--labels",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="CSV_OR_DIR",
+        help="FairFace CSV (file,age,gender,race) or its folder, a falsify pairs.csv or its "
+        "folder, or a UTKFace folder (age_gender_race_*.jpg)",
+    ),
+    option(
+        "--fakes-labels",
+        type=Path,
+        default=None,
+        metavar="DIR_OR_CSV",
+        help="the stable-diffusion folder (or its sdfd_labels.csv: path,race,who,prompt, path "
+        "relative to the folder): predictions of its images join as fakes with their race. "
+        "Pacific Islander and 'Blend: A + B' fakes are counted and reported on their own rows "
+        "but left out of every race comparison (FairFace has no such reals); predict the "
+        "FairFace reals and these fakes into one CSV or pass both CSVs to --predictions",
+    ),
+    option(
+        "--fake-splits",
+        default=",".join(SD_SPLITS),
+        metavar="SPLIT[,SPLIT]",
+        help="which stable-diffusion splits count as audited fakes; predictions of other splits "
+        "are counted as left out. The default leaves out train, which the shipped model "
+        "trained on",
+    ),
+    option("--out", type=Path, required=True, metavar="DIR", help="report folder"),
+    option(
+        "--favourable",
+        choices=CLASSES,
+        default="real",
+        help="the favourable outcome (AIF360's positive label): being judged real",
+    ),
+    option(
+        "--group",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="extra definition: VALUE (or V1|V2) unprivileged vs every other value, e.g. "
+        "race=Indian; repeatable",
+    ),
+    option(
+        "--privileged-group",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="extra definition with VALUE as the privileged side; repeatable",
+    ),
+    option("--no-paper-groups", action="store_true", help="only the --group definitions"),
+    option("--resamples", type=int, default=1000, help="bootstrap resamples"),
+    option("--seed", type=int, default=0, help="bootstrap seed"),
+    option(
+        "--threshold",
+        type=float,
+        default=None,
+        help="judge fake when p_fake >= this instead of using the CSV's label column",
+    ),
+    option(
+        "--truth-column",
+        default=None,
+        help="predictions column with each row's true class (real/fake); default: true_label "
+        "if present, else the labels' class (FairFace/UTKFace are real photographs, pairs.csv "
+        "fakes are fake), else a real/ or fake/ folder in the path",
+    ),
+    option(
+        "--base",
+        type=Path,
+        help="folder that relative prediction paths are relative to",
+    ),
+    option("--quiet", action="store_true", help="no progress bar"),
+]
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "fairness",
@@ -344,86 +431,6 @@ def register(sub) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument(
-        "--predictions",
-        type=Path,
-        nargs="+",
-        required=True,
-        metavar="CSV",
-        help="predictions CSV(s): path,face,x,y,w,h,p_fake,label,error[,true_label]; face 0 "
-        "(the largest face) of each file is audited, further faces are counted and skipped",
-    )
-    p.add_argument(
-        "--labels",
-        type=Path,
-        nargs="+",
-        required=True,
-        metavar="CSV_OR_DIR",
-        help="FairFace CSV (file,age,gender,race) or its folder, a falsify pairs.csv or its "
-        "folder, or a UTKFace folder (age_gender_race_*.jpg)",
-    )
-    p.add_argument(
-        "--fakes-labels",
-        type=Path,
-        default=None,
-        metavar="DIR_OR_CSV",
-        help="the stable-diffusion folder (or its sdfd_labels.csv: path,race,who,prompt, path "
-        "relative to the folder): predictions of its images join as fakes with their race. "
-        "Pacific Islander and 'Blend: A + B' fakes are counted and reported on their own rows "
-        "but left out of every race comparison (FairFace has no such reals); predict the "
-        "FairFace reals and these fakes into one CSV or pass both CSVs to --predictions",
-    )
-    p.add_argument(
-        "--fake-splits",
-        default=",".join(SD_SPLITS),
-        metavar="SPLIT[,SPLIT]",
-        help="which stable-diffusion splits count as audited fakes; predictions of other splits "
-        "are counted as left out. The default leaves out train, which the shipped model "
-        "trained on",
-    )
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder")
-    p.add_argument(
-        "--favourable",
-        choices=CLASSES,
-        default="real",
-        help="the favourable outcome (AIF360's positive label): being judged real",
-    )
-    p.add_argument(
-        "--group",
-        action="append",
-        default=[],
-        metavar="COLUMN=VALUE",
-        help="extra definition: VALUE (or V1|V2) unprivileged vs every other value, e.g. "
-        "race=Indian; repeatable",
-    )
-    p.add_argument(
-        "--privileged-group",
-        action="append",
-        default=[],
-        metavar="COLUMN=VALUE",
-        help="extra definition with VALUE as the privileged side; repeatable",
-    )
-    p.add_argument("--no-paper-groups", action="store_true", help="only the --group definitions")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="judge fake when p_fake >= this instead of using the CSV's label column",
-    )
-    p.add_argument(
-        "--truth-column",
-        default=None,
-        help="predictions column with each row's true class (real/fake); default: true_label "
-        "if present, else the labels' class (FairFace/UTKFace are real photographs, pairs.csv "
-        "fakes are fake), else a real/ or fake/ folder in the path",
-    )
-    p.add_argument(
-        "--base",
-        type=Path,
-        default=Path.cwd(),
-        help="folder that relative prediction paths are relative to",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    add_options(p, OPTIONS)
+    # --base defaults to the working directory when the command is set up, not imported.
+    p.set_defaults(func=run, base=Path.cwd())
