@@ -451,6 +451,17 @@ def sd_section(audit, rows: list[dict], heading: str = "##") -> list[str]:
             ]
         )  # fmt: skip
     lines += [_md_table(head, body), "", "† counted, not compared.", ""]
+    lines += _sd_verdicts(sd, pooled, seven, sizes)
+    notes = [f"- {r['race']}: {r['note']}" for r in rows if r["note"] and r["compared"] == "yes"]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    return lines
+
+
+def _sd_verdicts(sd, pooled: dict, seven: list[dict], sizes: list[int]) -> list[str]:
+    """The bullets under the per-race table: the largest catch-rate gap, the AOD goal, and how
+    far so few fakes a race can be trusted."""
+    lines = []
     hi_race, lo_race = sd.gap_races
     gap = pooled
     if math.isfinite(gap["catch_gap_points"]):
@@ -488,9 +499,6 @@ def sd_section(audit, rows: list[dict], heading: str = "##") -> list[str]:
             + "). A 5-point gap or a 0.02 AOD cannot be confirmed with this many; treat the "
             "verdicts as a first look."
         )
-    notes = [f"- {r['race']}: {r['note']}" for r in rows if r["note"] and r["compared"] == "yes"]
-    if notes:
-        lines += ["", "Notes:", *notes]
     return lines
 
 
