@@ -62,6 +62,51 @@ def test_fuse_writes_a_model_that_serves_what_it_measured(two_view, prepared, ti
     summary = json.loads((two_view / "views" / "views.json").read_text())
     assert summary["counts"] == {"train": 28, "valid": 18, "test": 18}
     assert summary["test"]["fused"]["operating"]["alpha"]["fakes"] == 6
+    # Each engine's catch at the anchor's terms, each level no looser than the one before.
+    levels = summary["test"]["fused"]["levels"]
+    assert list(levels) == ["0.02", "0.01", "0.005"]
+    cuts = [lv["threshold"] for lv in levels.values()]
+    assert cuts == sorted(cuts) and all(
+        lv["worst_false_alarm"] <= float(r) for r, lv in levels.items()
+    )
+    assert "≤ 0.5 %" in table
+
+
+def test_the_card_shows_levels_chained_copies_and_what_carries(two_view, tmp_path):
+    """The card's views section from views.json files: the served answer at 2, 1 and 0.5 %, the
+    chained copies beside the photos they came from, and each view of a model fitted without
+    an engine, with the CNN and the CLIP feature it used."""
+    from training.evaluation.report.views import chain_table, leave_out_table, levels_table
+
+    summary = json.loads((two_view / "views" / "views.json").read_text())
+    levels = levels_table(summary["test"])
+    assert levels["head"] == ["fakes caught", "≤ 2 %", "≤ 1 %", "≤ 0.5 %"]
+    assert levels["rows"][0][0] == "alpha" and levels["rows"][-1][0].startswith("worst real")
+
+    fused = summary["test"]["fused"]["operating"]
+    copy = {**summary["test"]}
+    copy["fused"] = {
+        **copy["fused"],
+        "operating": {
+            **fused,
+            "140k": fused["alpha"],
+            "140k-chain": {"fakes": 4, "caught": 0.5, "reals": 2, "kept": 1.0},
+        },
+    }
+    rows = chain_table(copy)["rows"]
+    assert rows[0] == ["140k fakes caught", "100.0 % (n=6)", "50.0 % (n=4)"]
+    assert rows[1][0] == "140k reals kept" and rows[1][2] == "100.0 % (n=2)"
+    assert chain_table(summary["test"]) is None  # no chained copies scored
+
+    left = {**summary, "left_out": ["alpha"], "feature": "patch_mean", "cnn": "tiny 0"}
+    (tmp_path / "leave-alpha").mkdir()
+    (tmp_path / "leave-alpha" / "views.json").write_text(json.dumps(left))
+    out = leave_out_table([tmp_path / "leave-alpha" / "views.json"])
+    assert out["head"][:3] == ["left out", "CLIP feature", "CNN"]
+    row = out["rows"][0]
+    assert row[:3] == ["alpha", "patch_mean", "tiny 0"] and len(row) == len(out["head"])
+    auc = summary["test"]["clip"]["operating"]["alpha"]["auc_vs_every_real"]
+    assert row[4].startswith(f"{auc:.3f} / ")
 
 
 def test_evaluate_scores_a_two_view_model_as_serving_does(two_view, prepared, tmp_path):
