@@ -92,6 +92,9 @@ ALIGNED := runs/aligned-140k runs/aligned-su runs/aligned-sd runs/aligned-rp \
 # chained copies of test photos (Stable Diffusion's fakes, 700 FairFace val reals) that show
 # whether the chain moves an answer.
 SCORED := $(ALIGNED) runs/aligned-fairface-val runs/aligned-sd-chain runs/aligned-fairface-val-chain
+# What the views are fitted and compared on (their CLIP features cached): the training sources and
+# SD's chained test fakes; FairFace val is scored by `make evaluate` (and audited) instead.
+VIEWS_DATA := $(ALIGNED) runs/aligned-sd-chain
 
 runs/aligned-140k/prepare.json: | $(VENV)/.test
 	$(BIN)/python -m training prepare $(DATA)/real-vs-fake runs/aligned-140k
@@ -203,22 +206,23 @@ evaluate: $(SCORED:%=%/prepare.json)  ## $(MODEL) on every source's test split, 
 # beside it, a head on them and its fusion with the CNN -> models/default, with the views side by
 # side on every test split, chained copies included (models/default/views/views.md).
 # ~45 min here the first time (the features of ~20,000 faces), then minutes a fit.
-views: $(CNN)/model.json $(SCORED:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/default
-	$(BIN)/python -m training fuse --cnn $(CNN) $(SCORED:%=--data %) --out models/default
+views: $(CNN)/model.json $(VIEWS_DATA:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/default
+	$(BIN)/python -m training fuse --cnn $(CNN) $(VIEWS_DATA:%=--data %) --out models/default
 
 # What carries to an engine never seen: the two-view model refitted without each diffusion
 # engine (its CLIP head and fusion never see it; the CNN is one that never saw it either: the
-# 27 November CNN for Stable Diffusion, the shipped one for FLUX.1 and SDXL), with the shipped
-# model's head, once on the middle layers' feature and once on the last layer's alone (the lever)
-# -> runs/lo-<engine>-<feature>, and their views.json in models/default/views/leave-*/.
+# 27 November CNN for Stable Diffusion, the shipped one for FLUX.1 and SDXL), once on the middle
+# layers' feature and once on the last layer's alone (the lever), each with the same linear head
+# (a minute a refit here; a bag of MLPs takes several) -> runs/lo-<engine>-<feature>, and their
+# views.json in models/default/views/leave-*/.
 LEAVE_ENGINES ?= stable-diffusion:cnn-27nov flux1-schnell:cnn-2dec sdxl:cnn-2dec
 LEVER_FEATURES ?= layers patch_mean
-leave-engine-out: runs/cnn-2dec/model.json runs/cnn-27nov/model.json $(SCORED:%=%/prepare.json)  ## leave each diffusion engine out of the views (~30 min)
-	head=$$($(BIN)/python -c "import json; print(json.load(open('models/default/model.json'))['views']['clip']['head'].get('name', ''))"); \
+LO_HEAD ?= linear C=0.1
+leave-engine-out: runs/cnn-2dec/model.json runs/cnn-27nov/model.json $(VIEWS_DATA:%=%/prepare.json)  ## leave each diffusion engine out of the views (~15 min)
 	for e in $(LEAVE_ENGINES); do for f in $(LEVER_FEATURES); do \
 		engine=$${e%%:*}; cnn=runs/$${e##*:}; \
-		$(BIN)/python -m training fuse --cnn $$cnn $(SCORED:%=--data %) --leave-out $$engine \
-			--feature $$f $${head:+--head "$$head"} --out runs/lo-$$engine-$$f --quiet || exit 1; \
+		$(BIN)/python -m training fuse --cnn $$cnn $(VIEWS_DATA:%=--data %) --leave-out $$engine \
+			--feature $$f --head "$(LO_HEAD)" --out runs/lo-$$engine-$$f --quiet || exit 1; \
 		mkdir -p models/default/views/leave-$$engine-$$f; \
 		cp runs/lo-$$engine-$$f/views/views.json models/default/views/leave-$$engine-$$f/; \
 	done; done
@@ -257,8 +261,8 @@ leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs a
 # the engine (`make leave-source-out`), taught 10, 25, 50 and 100 of its training faces, three
 # draws each, every test split scored -> models/default/adapt-curve (curve.md, curve.png).
 CURVE_ENGINES ?= flux1-schnell sdxl
-adapt-curve: $(SCORED:%=%/prepare.json)  ## teach the held-out engines back with few faces (~10 min)
-	$(BIN)/python -m training adapt-curve $(SCORED:%=--data %) \
+adapt-curve: $(VIEWS_DATA:%=%/prepare.json)  ## teach the held-out engines back with few faces (~10 min)
+	$(BIN)/python -m training adapt-curve $(VIEWS_DATA:%=--data %) \
 		$(foreach e,$(CURVE_ENGINES),--run $(e)=runs/lo-$(e)-layers) --k 10 25 50 --guard \
 		--out models/default/adapt-curve
 
