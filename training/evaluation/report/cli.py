@@ -52,10 +52,22 @@ def build(
     leave_out: list[Path] | None = None,
     beside: list[Path] | None = None,
 ) -> list[Path]:
+    """The card of `model_dir` in `out` (MODEL_CARD.md and .html): every input checked, copied
+    into `out` so the folder alone re-renders it, then each section read from its files."""
     spec_path = model_dir / "model.json"
     if not spec_path.is_file():
         raise ReportError(f"{model_dir}: no model.json there; is it a model folder of `export`?")
     doc = read_json(spec_path)
+    _check_inputs(fairness, fairface_predictions, comparison, labels, leave_out, beside)
+    out.mkdir(parents=True, exist_ok=True)
+    staged = _stage(
+        model_dir, out, fairness, fairface_predictions, comparison, labels, leave_out, beside
+    )
+    return render(_context(model_dir, out, doc, staged, command), out)
+
+
+def _check_inputs(fairness, fairface_predictions, comparison, labels, leave_out, beside) -> None:
+    """Refuse, naming it, a given input that is not there."""
     for given, flag in (
         (fairness, "--fairness"),
         (comparison, "--comparison"),
@@ -68,8 +80,11 @@ def build(
         raise ReportError(f"--fairface-predictions {fairface_predictions}: no such file.")
     if labels is not None and not labels.is_file():
         raise ReportError(f"--labels {labels}: no such file.")
-    out.mkdir(parents=True, exist_ok=True)
 
+
+def _stage(model_dir, out, fairness, fairface_predictions, comparison, labels, leave_out, beside):
+    """Copy (or, for the FairFace predictions, summarise) each input into `out`, or keep what
+    the model folder already holds: the folders every section then reads."""
     fair_dir = stage_folder(
         fairness, model_dir / "fairness", out / "fairness", FAIRNESS_FILES, "--fairness"
     )
@@ -92,13 +107,23 @@ def build(
             FAIRFACE_FILES,
             "--fairface-predictions",
         )
+    return {
+        "fairness": fair_dir,
+        "comparison": comp_dir,
+        "leave_out": lso_runs,
+        "beside": beside_runs,
+        "fairface": ff_dir,
+    }
 
+
+def _context(model_dir: Path, out: Path, doc: dict, staged: dict, command: str) -> dict:
+    """Every section of the card, read from the model folder and the staged inputs."""
     test = section_test(model_dir, out)
-    fairface = section_fairface(ff_dir)
-    fair = section_fairness(fair_dir, out)
+    fairface = section_fairface(staged["fairface"])
+    fair = section_fairness(staged["fairness"], out)
     inp = doc.get("input", {})
     scale, offset = num(inp.get("scale")), num(inp.get("offset"))
-    context = {
+    return {
         "NM": NOT_MEASURED,
         "doc": doc,
         "name": doc.get("name", model_dir.name),
@@ -121,7 +146,7 @@ def build(
         "operating_point": section_operating_point(doc),
         "data": section_data(doc, test["all"] if test else None, fairface),
         "test": test,
-        "beside": section_beside(model_dir, beside_runs),
+        "beside": section_beside(model_dir, staged["beside"]),
         "fairface": fairface,
         "sources": section_sources(model_dir, fairface),
         "curves": section_curves(model_dir, doc, out),
@@ -130,16 +155,15 @@ def build(
         "warnings": cross_check(fairface, fair),
         "explain": can_explain(model_dir),
         "explain_layer": (doc.get("explain") or {}).get("layer", ""),
-        "comparison": section_comparison(comp_dir, out),
+        "comparison": section_comparison(staged["comparison"], out),
         "calibration": section_calibration(model_dir, doc, test, out),
         "robustness": section_robustness(model_dir),
-        "leave_out": section_leave_out(lso_runs, out),
+        "leave_out": section_leave_out(staged["leave_out"], out),
         "views": section_views(model_dir, doc),
         "adapted": section_adapted(doc),
         "adapt_curve": section_adapt_curve(model_dir, out),
         "command": command,
     }
-    return render(context, out)
 
 
 def _command(args) -> str:
