@@ -374,7 +374,7 @@ def two_view(tiny_model_dir, prepared, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("two-view") / "model"
     args = ["fuse", "--cnn", str(tiny_model_dir), "--out", str(out), "--quiet"]
-    args += ["--encoder", str(layered_clip_encoder())]
+    args += ["--encoder", str(clip_encoder())]
     for folder in prepared:
         args += ["--data", str(folder)]
     assert main(args) == 0

