@@ -168,7 +168,8 @@ runs/aligned-fairface-val/prepare.json: | $(VENV)/.test
 	$(BIN)/python -m training prepare runs/fairface-val-src runs/aligned-fairface-val
 
 # The shipped recipe: EfficientNet-Lite0 from its ImageNet weights, 160² colour, every source
-# and class weighing the same, heavy JPEG/blur/resize augmentation (README: how it was chosen;
+# and class weighing the same, heavy JPEG/blur/resize augmentation (how it was chosen:
+# docs/experiments/2026-11-27-efficientnet-lite0.md;
 # the real-world photo augmentations --tone/--noise/--border lost their screen).
 RECIPE     ?= --model efficientnet_lite0 --size 160 --color rgb --epochs 14 --freeze-epochs 2 \
 	--balance source --jpeg 0.5 --blur 0.5 --resize 0.5
