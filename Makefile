@@ -262,9 +262,11 @@ leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs a
 # the engine (`make leave-source-out`), taught 10, 25, 50 and 100 of its training faces, three
 # draws each, every test split scored -> models/default/adapt-curve (curve.md, curve.png).
 CURVE_ENGINES ?= flux1-schnell sdxl
+CURVE_DRAWS ?= 2
 adapt-curve: $(VIEWS_DATA:%=%/prepare.json)  ## teach the held-out engines back with few faces (~10 min)
 	$(BIN)/python -m training adapt-curve $(VIEWS_DATA:%=--data %) \
-		$(foreach e,$(CURVE_ENGINES),--run $(e)=runs/lo-$(e)-layers) --k 10 25 50 --guard \
+		$(foreach e,$(CURVE_ENGINES),--run $(e)=runs/lo-$(e)-layers) --k 10 25 50 \
+		--draws $(CURVE_DRAWS) --guard \
 		--out models/default/adapt-curve
 
 # Does more data of the same kind close the 140k gap? The shipped recipe on nested shares of

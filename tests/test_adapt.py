@@ -199,6 +199,13 @@ def test_the_curve_adapts_a_model_fitted_without_an_engine(
     for g in run["guard"]:
         assert "refused" in g or (0 <= g["called_fake"] <= 1 and g["reals"] > 0), g
     assert "left out of the bank" in (out / "curve.md").read_text()
+    import shutil
+
+    from training.evaluation.report.adapted import section_adapt_curve
+
+    shutil.copytree(out, start / "adapt-curve")
+    card = section_adapt_curve(start, tmp_path)[0]
+    assert card["guard_k"] == 12 and [r[0] for r in card["guard"]["rows"]] == ["alpha", "beta"]
     from training.views.bank import read_bank
     from training.views.curve import without
 

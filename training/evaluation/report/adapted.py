@@ -90,7 +90,34 @@ def section_adapt_curve(model_dir, out) -> list[dict] | None:
             for r in run["summary"]
         ]
         sections.append(
-            {"engine": run["engine"], "start": run["start"], "table": table(head, rows)}
+            {
+                "engine": run["engine"],
+                "start": run["start"],
+                "table": table(head, rows),
+                "guard": _guard_table(run),
+                "guard_k": run.get("guard_k"),
+            }
         )
     sections[0]["figure"] = figure(folder / "curve.png", out, "Teaching a held-out engine")
     return sections
+
+
+def _guard_table(run: dict) -> dict | None:
+    """`adapt-curve --guard`: each real source left out of the bank, its test reals called fake
+    after adapting, beside the model before."""
+    if not run.get("guard"):
+        return None
+    rows = [
+        [g["left_out"], "refused", "", "", ""]
+        if "refused" in g
+        else [
+            g["left_out"],
+            g["reals"],
+            pct(g["called_fake"]),
+            pct(g["called_fake_before"]),
+            pct(g["caught"]),
+        ]
+        for g in run["guard"]
+    ]
+    head = ["left out of the bank", "its test reals", "called fake, adapted", "before", "caught"]
+    return table(head, rows)
