@@ -353,12 +353,15 @@ screen: $(ALIGNED:%=%/prepare.json) $(SCREENS:%=runs/screen-%/model/model.json) 
 # each with its race: per race, catch rate, false alarms and average odds difference.
 # The faces `make evaluate` scored (FairFace val, SD test) are not scored again: their rows are
 # taken from its predictions (Model.score on serving's own alignment), SD's valid split added.
-ROWS_OF = NR == 1 {for (i = 1; i <= NF; i++) if ($$i == "dataset") c = i} FNR == 1 && NR > 1 {next} NR == 1 || $$c == want
+# (file names may hold commas: read as CSV, not split on them)
+ROWS_OF = $(BIN)/python -c "import csv, sys; rows = [r for f in sys.argv[2:] for r in \
+	csv.DictReader(open(f, newline=''))]; out = csv.DictWriter(sys.stdout, list(rows[0])); \
+	out.writeheader(); out.writerows(r for r in rows if r['dataset'] == sys.argv[1])"
 fairness: runs/aligned-sd/prepare.json  ## audit $(MODEL) on FairFace val + SD fakes: DI, AOD, 95 % CIs -> runs/fairness
 	$(BIN)/python -m training evaluate --model $(MODEL) --data runs/aligned-sd --split valid \
 		--out runs/sd-valid-eval --quiet
-	awk -F, -v want=fairface '$(ROWS_OF)' $(MODEL)/eval/predictions.csv > runs/fairface-val.csv
-	awk -F, -v want=stable-diffusion '$(ROWS_OF)' $(MODEL)/eval/predictions.csv \
+	$(ROWS_OF) fairface $(MODEL)/eval/predictions.csv > runs/fairface-val.csv
+	$(ROWS_OF) stable-diffusion $(MODEL)/eval/predictions.csv \
 		runs/sd-valid-eval/predictions.csv > runs/sd-fakes.csv
 	$(BIN)/python -m training fairness --predictions runs/fairface-val.csv runs/sd-fakes.csv \
 		--labels $(DATA)/fairface --fakes-labels $(DATA)/stable-diffusion --out runs/fairness

@@ -180,6 +180,7 @@ def section_views(model_dir: Path, doc: dict) -> dict | None:
     enc = views["clip"]["encoder"]
     weights = views["fusion"]["weights"]
     return {
+        "cnn_trained_on": views.get("cnn", {}).get("trained_on", "an unrecorded set"),
         "encoder": enc,
         "feature": views["clip"]["head"]["feature"],
         "head": _head_words(views["clip"]["head"]),
