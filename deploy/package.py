@@ -56,6 +56,12 @@ class PackageError(Exception):
 def published(root: Path = ROOT) -> list[str]:
     """Files `func azure functionapp publish` would upload: tracked and untracked-not-ignored
     files plus the built page (git ignores frontend/dist), minus .funcignore."""
+    spec = pathspec.GitIgnoreSpec.from_lines((root / ".funcignore").read_text().splitlines())
+    return sorted({p for p in candidates(root) if not spec.match_file(p)})
+
+
+def candidates(root: Path = ROOT) -> list[str]:
+    """Every file a publish could take: tracked and untracked-not-ignored files and the page."""
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=root,
@@ -66,8 +72,7 @@ def published(root: Path = ROOT) -> list[str]:
     files = [p for p in out.splitlines() if (root / p).is_file()]
     dist = root / "frontend" / "dist"
     files += [str(p.relative_to(root)) for p in dist.rglob("*") if p.is_file()]
-    spec = pathspec.GitIgnoreSpec.from_lines((root / ".funcignore").read_text().splitlines())
-    return sorted({p for p in files if not spec.match_file(p)})
+    return files
 
 
 def serving_requirements(root: Path = ROOT) -> list[str]:

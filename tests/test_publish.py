@@ -1,7 +1,5 @@
 """What `func azure functionapp publish` would upload, computed from .funcignore."""
 
-import subprocess
-
 import pathspec
 import pytest
 
@@ -22,17 +20,9 @@ def published(paths: list[str]) -> set[str]:
 
 
 def repo_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    files = [p for p in out.splitlines() if (ROOT / p).is_file()]
-    dist = ROOT / "frontend" / "dist"
-    files += [str(p.relative_to(ROOT)) for p in dist.rglob("*") if p.is_file()]
-    return files
+    from deploy.package import candidates
+
+    return candidates(ROOT)
 
 
 @pytest.mark.parametrize(
