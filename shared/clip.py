@@ -31,7 +31,7 @@ STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 # layer, then (in an encoder written with them) every token of each of LAYERS, in that order.
 FEATURES = ("patch_mean", "embed", "layers")
 LAYERS = (5, 7, 9)
-LAYER_OUTPUT = "/vision_model/encoder/layers.{}/Add_1_output_0"
+LAYER_OUTPUTS = [f"/vision_model/encoder/layers.{n}/Add_1_output_0" for n in LAYERS]
 DIMS = {"patch_mean": 768, "embed": 512, "layers": 768 * (len(LAYERS) + 1)}
 # One face per encoder call, everywhere. The encoder is dynamically quantised: each call scales
 # its activations to INT8 by the min and max over the whole batch, so a face's features depend on
@@ -88,11 +88,7 @@ class Encoder:
             raise ModelUnavailable(f"The CLIP encoder {path} cannot be loaded: {exc}") from exc
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
-        self.names = (
-            FEATURES
-            if self._outputs[2:] == [LAYER_OUTPUT.format(n) for n in LAYERS]
-            else FEATURES[:2]
-        )
+        self.names = FEATURES if self._outputs[2:] == LAYER_OUTPUTS else FEATURES[:2]
 
     def features(self, faces: np.ndarray) -> dict[str, np.ndarray]:
         """Aligned uint8 faces (N, S, S, 3) -> {"patch_mean": (N, 768), "embed": (N, 512)} and,

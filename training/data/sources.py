@@ -28,19 +28,21 @@ COLLECTIONS = {
     "sdxl": "SDXL faces",
     "t2i-real": "sharp portraits and Unsplash photos at the new engines' size",
 }
-CHAIN = "-chain"
+# Each chained copy (`training chain`, named by the Makefile) and the source it was copied from.
+CHAINED_FROM = {
+    "140k-chain": "140k",
+    "su-chain": "stylegan2-unsplash",
+    "sd-chain": "stable-diffusion",
+    "fairface-chain": "fairface",
+    "fairface-val-chain": "fairface",
+}
 
 
 def collection_name(source: str) -> str:
-    """A source (prepare's dataset name) as a person would name it; `X-chain` is X's photos
-    after the figure-grid JPEG chain the FLUX.1 and SDXL faces went through."""
-    if source.endswith(CHAIN):
-        base = source[: -len(CHAIN)]
-        base = (
-            "fairface"
-            if base.startswith("fairface")
-            else {"su": "stylegan2-unsplash"}.get(base, base)
-        )
+    """A source (prepare's dataset name) as a person would name it; a chained copy is its
+    original's photos after the figure-grid JPEG chain the FLUX.1 and SDXL faces went through."""
+    if source in CHAINED_FROM:
+        base = CHAINED_FROM[source]
         return f"{COLLECTIONS.get(base, base)}, re-saved like the new engines' faces"
     return COLLECTIONS.get(source, source)
 

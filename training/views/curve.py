@@ -113,18 +113,18 @@ def guard_for(start: Model, bank: Bank, fakes: NewFaces, test, engine: str) -> l
     photos unlike any the guard checked."""
     rows = []
     test_reals = {s for s, y in zip(test.sources, test.y, strict=True) if y == 0}
+    p_before = start.score_views(np.empty(0), test.p_cnn, test.features).p_fake
+    before = source_rates(test, p_before, start.spec.threshold)
     for source in sorted(set(bank.train_reals.sources) & test_reals):
         row: dict = {"left_out": source}
         try:
             got = adapt_faces(start, without(bank, source), fakes, engine)
             taught = with_engine(start, got.engine)
             p = taught.score_views(np.empty(0), test.p_cnn, test.features).p_fake
-            before = start.score_views(np.empty(0), test.p_cnn, test.features).p_fake
             rates = source_rates(test, p, got.threshold)
             row.update(
                 called_fake=1 - rates[source]["kept"],
-                called_fake_before=1
-                - source_rates(test, before, start.spec.threshold)[source]["kept"],
+                called_fake_before=1 - before[source]["kept"],
                 reals=rates[source]["reals"],
                 caught=rates[engine]["caught"],
             )

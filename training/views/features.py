@@ -54,13 +54,10 @@ def layered_encoder(source: Path | None = None, cache: Path | None = None) -> Pa
     if out.is_file():
         return out
     model = onnx.load(str(source))
-    if [o.name for o in model.graph.output][2:] == [
-        clip.LAYER_OUTPUT.format(n) for n in clip.LAYERS
-    ]:
+    if [o.name for o in model.graph.output][2:] == clip.LAYER_OUTPUTS:
         return source  # a model folder's encoder, written this way already
     made = {name for node in model.graph.node for name in node.output}
-    for n in clip.LAYERS:
-        name = clip.LAYER_OUTPUT.format(n)
+    for name in clip.LAYER_OUTPUTS:
         if name not in made:
             raise DataError(f"{source}: no tensor {name}, so not the CLIP ViT-B/16 graph expected.")
         model.graph.output.append(

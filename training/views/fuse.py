@@ -171,12 +171,13 @@ def _operating_point(valid: Faces, p: np.ndarray, rate: float, cut: float) -> di
     }
 
 
-def _fake_sources(train: Faces, cnn_doc: dict) -> list[str]:
-    """The engines either view learned: the CLIP head's fake sources and the CNN's, by name."""
-    mine = {s for s, y in zip(train.sources, train.y, strict=True) if y == 1}
-    names = {v: k for k, v in GENERATORS.items()}
-    theirs = {names.get(g, g) for g in cnn_doc.get("generators", {}).get("learned", [])}
-    return sorted(mine | theirs)
+def _learned(train: Faces, cnn_doc: dict) -> list[str]:
+    """The engines either view learned: the CLIP head's fake sources, then any the CNN names
+    that the head did not see."""
+    mine = sorted({s for s, y in zip(train.sources, train.y, strict=True) if y == 1})
+    named = [GENERATORS.get(s, s) for s in mine]
+    theirs = cnn_doc.get("generators", {}).get("learned", [])
+    return named + [g for g in theirs if g not in named]
 
 
 def fuse(args) -> int:
@@ -230,7 +231,7 @@ def fuse(args) -> int:
         # In a person's words (the page shows it); the CNN's own line is under views.cnn.
         "trained_on": f"{collections(trained_on)} ({len(train)} training faces)",
         "generators": {
-            "learned": [GENERATORS.get(s, s) for s in _fake_sources(train, doc)],
+            "learned": _learned(train, doc),
             "not_learned": NOT_LEARNED,
         },
     }

@@ -69,11 +69,12 @@ def compare_views(
     what a detector catches at a false-alarm rate a person can live with."""
     out = {}
     for view, scores in p.items():
+        levels = {f"{r:g}": _at_rate(test, scores, r) for r in STRICT_LEVELS}
         out[view] = {
             "threshold": cuts[view],
             "operating": source_rates(test, scores, cuts[view]),
-            "strict": _at_rate(test, scores, strict),
-            "levels": {f"{r:g}": _at_rate(test, scores, r) for r in STRICT_LEVELS},
+            "strict": levels.get(f"{strict:g}") or _at_rate(test, scores, strict),
+            "levels": levels,
             "roc_auc": _auc(test.y, scores),
             "ece": float(ece(test.y, scores)),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...data.sources import CHAINED_FROM
 from .read import read_json, table
 
 VIEWS = {"cnn": "CNN alone", "clip": "CLIP view alone", "fused": "both views (served)"}
@@ -97,21 +98,12 @@ def levels_table(test: dict) -> dict | None:
     return table(["fakes caught", *(f"≤ {100 * float(r):g} %" for r in levels)], rows)
 
 
-# A chained copy's source and the source it was copied from (`training chain`, the Makefile).
-CHAINED = {
-    "140k-chain": "140k",
-    "su-chain": "stylegan2-unsplash",
-    "sd-chain": "stable-diffusion",
-    "fairface-val-chain": "fairface",
-}
-
-
 def chain_table(test: dict) -> dict | None:
     """The figure-grid chain carries no label: the served answer on test photos as they are and
     on copies put through t2i/'s chain, fakes caught and reals kept side by side."""
     rates = test.get("fused", {}).get("operating", {})
     rows = []
-    for copy, original in CHAINED.items():
+    for copy, original in CHAINED_FROM.items():
         a, b = rates.get(original, {}), rates.get(copy, {})
         for key, words, count in (
             ("caught", "fakes caught", "fakes"),
