@@ -197,11 +197,11 @@ def test_cli_defaults_pretrained_fine_tuning_and_from_scratch():
     import argparse
 
     from training.models.efficientnet_lite import OFFSET, SCALE
-    from training.train import NORMS, _config, register
+    from training.train import NORMS, _config, add_arguments
 
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    base = ["train", "--data", "d", "--out", "o", "--model", "efficientnet_lite0"]
+    add_arguments(parser)
+    base = ["--data", "d", "--out", "o", "--model", "efficientnet_lite0"]
     cfg = _config(parser.parse_args(base))
     assert (cfg["scale"], cfg["offset"]) == NORMS["lite"] == (SCALE, OFFSET)
     assert cfg["weights"] == "imagenet" and cfg["batch_norm"] == "frozen"

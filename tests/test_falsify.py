@@ -307,9 +307,10 @@ def test_native_ops_match_a_direct_convolution():
 def test_help_explains(tmp_path):
     """`python -m training falsify --help` runs in a fresh process (imports no TensorFlow)."""
     code = (
-        "import argparse; from training.falsify import run as falsify; p = argparse.ArgumentParser("
-        "prog='python -m training'); falsify.register(p.add_subparsers()); "
-        "p.parse_args(['falsify', '--help'])"
+        "import argparse; from training.__main__ import add_command; "
+        "from training.falsify import run as falsify; "
+        "p = argparse.ArgumentParser(prog='python -m training'); "
+        "add_command(p.add_subparsers(), 'falsify', falsify); p.parse_args(['falsify', '--help'])"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0 and "pairs.csv" in res.stdout and "--psp-checkpoint" in res.stdout

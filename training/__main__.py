@@ -1,4 +1,9 @@
-"""`python -m training <command>`: each command lives in its own module with `register()`.
+"""`python -m training <command>`: each command lives in its own module.
+
+A command's module says what is its own: HELP (its line in `python -m training --help`),
+DESCRIPTION (the top of its own --help), `add_arguments(parser)` and `run(args)`, plus FORMATTER
+where its --help is not laid out by argparse's plain formatter. The parser is made here, the same
+way for every command.
 
 A command that refuses raises a `CommandError` (training/errors.py), caught here once: the
 user reads `<command>: <sentence>` on stderr and the process exits 2. shared/'s errors (a model
@@ -8,12 +13,13 @@ folder that cannot be loaded, say) carry a sentence too and read the same.
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from shared.errors import FakeFacesError
 
 from .errors import CommandError
 
-# Command -> the module whose register(subparsers) adds its parser with `func=` set.
+# Command -> its module, in the order `python -m training --help` lists them.
 COMMANDS = {
     "prepare": "training.data.prepare",
     "chain": "training.data.chain",
@@ -37,14 +43,30 @@ def main(argv: list[str] | None = None) -> int:
         description="Train, evaluate, export and audit the fake-face detector.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS.values():
-        importlib.import_module(module).register(sub)
+    for name, module in COMMANDS.items():
+        add_command(sub, name, importlib.import_module(module))
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
     except (CommandError, FakeFacesError) as exc:
         print(f"{command_name(args)}: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, module: ModuleType) -> None:
+    """The parser of command `name`, from what its module says of it."""
+    if not hasattr(module, "add_arguments"):
+        # A module not yet moved to add_arguments() still makes its parser in register(sub).
+        module.register(sub)
+        return
+    parser = sub.add_parser(
+        name,
+        help=module.HELP,
+        description=module.DESCRIPTION,
+        formatter_class=getattr(module, "FORMATTER", argparse.HelpFormatter),
+    )
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.run)
 
 
 def command_name(args: argparse.Namespace) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from shared.model import SPEC_FILE, Model, ModelSpec
 
 from .data.sources import GENERATORS, NOT_LEARNED, collections
 from .errors import CommandError
+from .options import add_checkpoint
 
 
 class ExportRefused(CommandError, RuntimeError):
@@ -458,27 +460,23 @@ def _rate(text: str) -> float:
 _rate.__name__ = "rate"
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a trained run to a model folder serving loads",
-        description="Convert a run's checkpoint to MODEL_DIR/model.tflite + model.json "
-        "(name, version, input size/colour, normalisation, positive class fake, threshold, "
-        "what it was trained on, metrics). Fails unless LiteRT's predictions equal Keras' "
-        "within 1e-5 on a batch of real aligned faces from the run's data, or the file is too "
-        "large.",
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `train`")
-    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="e.g. models/default")
-    p.add_argument("--name", default="", help="model name (the architecture)")
-    p.add_argument("--version", default="", help="model version (the run's start time)")
-    p.add_argument(
-        "--checkpoint",
-        choices=["best", "last"],
-        default="best",
-        help="which checkpoint (best: lowest validation loss)",
-    )
-    p.add_argument(
+HELP = "export a trained run to a model folder serving loads"
+DESCRIPTION = (
+    "Convert a run's checkpoint to MODEL_DIR/model.tflite + model.json "
+    "(name, version, input size/colour, normalisation, positive class fake, threshold, "
+    "what it was trained on, metrics). Fails unless LiteRT's predictions equal Keras' "
+    "within 1e-5 on a batch of real aligned faces from the run's data, or the file is too "
+    "large."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `train`")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="e.g. models/default")
+    parser.add_argument("--name", default="", help="model name (the architecture)")
+    parser.add_argument("--version", default="", help="model version (the run's start time)")
+    add_checkpoint(parser, help="which checkpoint (best: lowest validation loss)")
+    parser.add_argument(
         "--threshold",
         type=_threshold,
         default=0.5,
@@ -487,26 +485,28 @@ def register(sub) -> None:
         "cut that calls at most --false-alarm of every real validation source's photos fake "
         "(model.json operating_point says so, with each source's rates)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--false-alarm",
         type=_rate,
         default=0.02,
         metavar="RATE",
         help="for --threshold reals: the largest share of validation reals called fake (0.02)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--metrics",
         metavar="DIR",
         help="an `evaluate` output whose overall row (with its threshold) goes into model.json",
     )
-    p.add_argument(
+    parser.add_argument(
         "--check-data",
         action="append",
         metavar="DIR",
         help="prepared folder for the equality check (default: the run's data)",
     )
-    p.add_argument("--max-mb", type=float, default=25.0, help="size limit of model.tflite (25)")
-    p.add_argument(
+    parser.add_argument(
+        "--max-mb", type=float, default=25.0, help="size limit of model.tflite (25)"
+    )
+    parser.add_argument(
         "--calibrate",
         choices=["valid", "none"],
         default="valid",
@@ -514,9 +514,8 @@ def register(sub) -> None:
         "output.temperature; serving shows sigmoid(logit/T), and --threshold valid is chosen on "
         "that calibrated P(fake)); none: T = 1",
     )
-    p.add_argument(
+    parser.add_argument(
         "--no-explain",
         action="store_true",
         help="leave out the Grad-CAM signature (serving then answers ?explain=1 with 501)",
     )
-    p.set_defaults(func=run)

@@ -1,6 +1,7 @@
-"""A command's options as a table: `register` reads a list of `option(...)` rows, each what
-`add_argument` takes, plus the argument group it is listed under in `--help` (None: the
-command's own options)."""
+"""A command's options as a table: its `add_arguments` reads a list of `option(...)` rows, each
+what `add_argument` takes, plus the argument group it is listed under in `--help` (None: the
+command's own options). And the options that mean the same in more than one command, defined
+once here."""
 
 from __future__ import annotations
 
@@ -19,3 +20,24 @@ def add_options(parser: argparse.ArgumentParser, options: list[tuple]) -> None:
         if group not in groups:
             groups[group] = parser.add_argument_group(group)
         groups[group].add_argument(*flags, **keywords)
+
+
+# train's two checkpoints in a run folder: best.keras (lowest validation loss) and last.keras.
+CHECKPOINTS = ["best", "last"]
+
+
+def add_checkpoint(parser: argparse.ArgumentParser, help: str) -> None:
+    """--checkpoint of a run folder (evaluate, export); `help` words it for the command."""
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best", help=help)
+
+
+def add_false_alarm(parser: argparse.ArgumentParser) -> None:
+    """--false-alarm of a two-view model's operating point: fuse sets it, adapt sets it again
+    by the same rule, so the two read it alike."""
+    parser.add_argument(
+        "--false-alarm",
+        type=float,
+        default=0.02,
+        metavar="RATE",
+        help="the largest share of any real validation source called fake (0.02)",
+    )

@@ -7,6 +7,7 @@ and loss.png (learning curves), best.keras (lowest validation loss), last.keras 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import datetime as dt
@@ -685,16 +686,16 @@ OPTIONS = [
 ]
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a model on prepared data into a run folder",
-        description="Train one of the paper's models on folders written by `prepare`. The "
-        "model outputs P(fake) (positive class: fake). The loss is class-balanced with weights "
-        "n/(2 n_class) from the training split. Writes RUN_DIR/config.json, history.csv, "
-        "accuracy.png, loss.png, best.keras (lowest validation loss), last.keras, state.json. "
-        "Runs on Keras' TensorFlow, PyTorch or JAX backend, as KERAS_BACKEND says (tensorflow "
-        "when unset), and names the device it trains on.",
-    )
-    add_options(p, OPTIONS)
-    p.set_defaults(func=run)
+HELP = "train a model on prepared data into a run folder"
+DESCRIPTION = (
+    "Train one of the paper's models on folders written by `prepare`. The "
+    "model outputs P(fake) (positive class: fake). The loss is class-balanced with weights "
+    "n/(2 n_class) from the training split. Writes RUN_DIR/config.json, history.csv, "
+    "accuracy.png, loss.png, best.keras (lowest validation loss), last.keras, state.json. "
+    "Runs on Keras' TensorFlow, PyTorch or JAX backend, as KERAS_BACKEND says (tensorflow "
+    "when unset), and names the device it trains on."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)

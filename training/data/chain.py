@@ -12,6 +12,7 @@ source of its own, named by OUT's folder name.
 
 from __future__ import annotations
 
+import argparse
 import io
 import random
 import sys
@@ -106,37 +107,37 @@ def run(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "chain",
-        help="copies of a dataset's photos through t2i/'s figure-grid JPEG chain",
-        description="Write OUT/<split>/<label>/*.jpg: each chosen photo of SRC (any layout "
-        "prepare reads) as its centre square, resampled (Lanczos) to a 474-479 px tile, saved "
-        "as JPEG 75 4:2:0 inside a black canvas at a 0-7 px offset, cut out and saved as JPEG "
-        "90 4:2:0 - the chain every t2i/ fake went through (DATA.md). Put real photos through it "
-        "for training, and real photos and fakes of the test split for measuring that the "
-        "chain carries no label. Then `prepare OUT ALIGNED`. Re-running skips written files.",
-    )
-    p.add_argument("src", help="dataset folder (140k layout, FairFace, real/-fake/ folders)")
-    p.add_argument("out", help="output folder, named for the new source (e.g. 140k-chain)")
-    p.add_argument(
+HELP = "copies of a dataset's photos through t2i/'s figure-grid JPEG chain"
+DESCRIPTION = (
+    "Write OUT/<split>/<label>/*.jpg: each chosen photo of SRC (any layout "
+    "prepare reads) as its centre square, resampled (Lanczos) to a 474-479 px tile, saved "
+    "as JPEG 75 4:2:0 inside a black canvas at a 0-7 px offset, cut out and saved as JPEG "
+    "90 4:2:0 - the chain every t2i/ fake went through (DATA.md). Put real photos through it "
+    "for training, and real photos and fakes of the test split for measuring that the "
+    "chain carries no label. Then `prepare OUT ALIGNED`. Re-running skips written files."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="dataset folder (140k layout, FairFace, real/-fake/ folders)")
+    parser.add_argument("out", help="output folder, named for the new source (e.g. 140k-chain)")
+    parser.add_argument(
         "--real",
         default="train,valid,test",
         metavar="SPLITS",
         help="splits whose real photos are copied (comma-separated; default all three)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--fake",
         default="test",
         metavar="SPLITS",
         help="splits whose fakes are copied (default test: to measure, not to train)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--limit",
         type=int,
         default=None,
         metavar="N",
         help="at most N photos of each label and split, chosen by a hash of the path",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,6 +7,7 @@ records every image (aligned or why not); contact sheets show the failures.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import multiprocessing as mp
@@ -391,42 +392,42 @@ def run(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "prepare",
-        help="detect and align every face of a dataset (as serving does)",
-        description="Detect and align every image of SRC with the serving code (shared/), in "
-        "parallel, into OUT: OUT/<same path>.png (largest face, FFHQ-aligned), a manifest CSV "
-        "(source, output, split, label, face count, status) and contact sheets of images with "
-        "no face or several faces. SRC is the Kaggle 140k layout (with its CSVs), FairFace "
-        "(with its CSVs), any folder with real/ and fake/ subfolders, or a plain image folder. "
-        "Re-running skips finished files.",
-    )
-    p.add_argument("src", help="dataset folder to align")
-    p.add_argument("out", help="output folder (created; must be outside SRC)")
-    p.add_argument(
+HELP = "detect and align every face of a dataset (as serving does)"
+DESCRIPTION = (
+    "Detect and align every image of SRC with the serving code (shared/), in "
+    "parallel, into OUT: OUT/<same path>.png (largest face, FFHQ-aligned), a manifest CSV "
+    "(source, output, split, label, face count, status) and contact sheets of images with "
+    "no face or several faces. SRC is the Kaggle 140k layout (with its CSVs), FairFace "
+    "(with its CSVs), any folder with real/ and fake/ subfolders, or a plain image folder. "
+    "Re-running skips finished files."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="dataset folder to align")
+    parser.add_argument("out", help="output folder (created; must be outside SRC)")
+    parser.add_argument(
         "--detector",
         choices=["serving", "mtcnn"],
         default="serving",
         help="serving's own path: YuNet boxes + dlib's 68 landmarks (default), or the mtcnn "
         "package's 5 keypoints with the same FFHQ alignment",
     )
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument(
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument(
         "--shard",
         metavar="K/N",
         help="only every N-th image, starting at the K-th "
         "(1-based), to split a large dataset over machines; each shard writes its own "
         "manifest-K-of-N.csv and training reads them all",
     )
-    p.add_argument("--align-size", type=int, default=256, help="aligned side in pixels (256)")
-    p.add_argument(
+    parser.add_argument("--align-size", type=int, default=256, help="aligned side in pixels (256)")
+    parser.add_argument(
         "--limit",
         type=int,
         default=None,
         help="only N images, spread evenly over the set (tests, benchmarks)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--retry-failed", action="store_true", help="retry images an earlier run could not align"
     )
-    p.set_defaults(func=run)

@@ -14,6 +14,7 @@ model/model.json is listed with a note and never selected.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -436,27 +437,30 @@ def run(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "compare",
-        help="tabulate training runs side by side (valid metrics, FairFace, cost)",
-        description="One row per run folder of `train` (evaluated with `evaluate --split "
-        "valid --out RUN/eval-valid` and on held-out FairFace reals into RUN/eval-fairface): "
-        "what the recipe changes from the FIRST run (from config.json), parameters, best epoch, "
-        "valid accuracy / balanced accuracy / ROC-AUC / F1 at the run's threshold, the share of "
-        "FairFace reals called real, and training seconds. A run without its eval folders is "
-        "listed with blanks and a note. Writes comparison.csv, comparison.md and comparison.png "
-        f"into OUT and marks the selected run: {SELECTION_RULE}. With --rule operating "
-        "(screens exported with `export --threshold reals` into RUN/model), each run's "
-        "model/model.json operating_point is tabulated instead (threshold, mean false alarm, "
-        "catch per fake source and their mean, best validation loss) and the eval folders are "
-        f"not needed: {OPERATING_RULE}.",
-    )
-    p.add_argument(
+HELP = "tabulate training runs side by side (valid metrics, FairFace, cost)"
+DESCRIPTION = (
+    "One row per run folder of `train` (evaluated with `evaluate --split "
+    "valid --out RUN/eval-valid` and on held-out FairFace reals into RUN/eval-fairface): "
+    "what the recipe changes from the FIRST run (from config.json), parameters, best epoch, "
+    "valid accuracy / balanced accuracy / ROC-AUC / F1 at the run's threshold, the share of "
+    "FairFace reals called real, and training seconds. A run without its eval folders is "
+    "listed with blanks and a note. Writes comparison.csv, comparison.md and comparison.png "
+    f"into OUT and marks the selected run: {SELECTION_RULE}. With --rule operating "
+    "(screens exported with `export --threshold reals` into RUN/model), each run's "
+    "model/model.json operating_point is tabulated instead (threshold, mean false alarm, "
+    "catch per fake source and their mean, best validation loss) and the eval folders are "
+    f"not needed: {OPERATING_RULE}."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders; first = base"
     )
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the table")
-    p.add_argument(
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the table"
+    )
+    parser.add_argument(
         "--rule",
         choices=list(RULES),
         default="roc-auc",
@@ -464,4 +468,3 @@ def register(sub) -> None:
         "operating: runs exported into RUN/model with --threshold reals, by mean catch rate "
         "at the operating point",
     )
-    p.set_defaults(func=run)

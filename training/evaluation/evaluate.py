@@ -10,6 +10,7 @@ on) and, with `--robustness`, robustness.csv / .md (accuracy drop per degradatio
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -28,6 +29,7 @@ from ..data.datasets import (
     read_prepared,
     source_of,
 )
+from ..options import add_checkpoint
 from .calibration import ECE_BINS, ece, plot_reliability, reliability, versus_every_real
 from .robustness import TARGETS, VARIANTS
 
@@ -604,45 +606,43 @@ def run(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="metrics of a run or exported model on a prepared split",
-        description="Score a run folder (its best.keras) or an exported model folder "
-        "(model.json + model.tflite, run with LiteRT as serving does) on a split of prepared "
-        "data. Positive class: fake. Writes metrics.csv, metrics.md, metrics.tex, "
-        "predictions.csv (columns of `python -m shared predict` plus true_label, split, "
-        "dataset and attributes such as FairFace's race) and roc_pr.png into OUT.",
-    )
-    p.add_argument("--model", required=True, metavar="RUN_DIR_OR_MODEL_DIR")
-    p.add_argument(
+HELP = "metrics of a run or exported model on a prepared split"
+DESCRIPTION = (
+    "Score a run folder (its best.keras) or an exported model folder "
+    "(model.json + model.tflite, run with LiteRT as serving does) on a split of prepared "
+    "data. Positive class: fake. Writes metrics.csv, metrics.md, metrics.tex, "
+    "predictions.csv (columns of `python -m shared predict` plus true_label, split, "
+    "dataset and attributes such as FairFace's race) and roc_pr.png into OUT."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="RUN_DIR_OR_MODEL_DIR")
+    parser.add_argument(
         "--data",
         required=True,
         action="append",
         metavar="DIR",
         help="a prepared folder; repeat to pool several",
     )
-    p.add_argument("--split", default="test", help="train, valid, test or all (test)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the tables and plot")
-    p.add_argument(
+    parser.add_argument("--split", default="test", help="train, valid, test or all (test)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for the tables and plot"
+    )
+    parser.add_argument(
         "--by",
         action="append",
         metavar="COLUMN",
         help="also break the table down by this column (dataset, race, gender, age)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--threshold",
         type=float,
         default=None,
         help="P(fake) at or above which an image is called fake (model's, or 0.5)",
     )
-    p.add_argument(
-        "--checkpoint",
-        choices=["best", "last"],
-        default="best",
-        help="which checkpoint of a run folder (best)",
-    )
-    p.add_argument(
+    add_checkpoint(parser, help="which checkpoint of a run folder (best)")
+    parser.add_argument(
         "--source",
         action="append",
         metavar="NAME",
@@ -650,7 +650,7 @@ def register(sub) -> None:
         "...); repeat for several. evaluation.json and metrics.md say whether the model ever "
         "trained on it (leave-source-out)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--robustness",
         nargs="*",
         choices=VARIANTS,
@@ -658,14 +658,13 @@ def register(sub) -> None:
         help=f"also score degraded copies and report the accuracy drop: {', '.join(VARIANTS)} "
         "(all three when none is named); robustness.csv / .md",
     )
-    p.add_argument(
+    parser.add_argument(
         "--robustness-on",
         choices=TARGETS,
         default="photo",
         help="degrade the source photo, then detect and align it with serving's code (photo, "
         "default), or the prepared aligned crop (crop: fast, no detection)",
     )
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (all cores)")
-    p.add_argument("--cache-dir", help="where decoded pixels are cached (DIR/cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (all cores)")
+    parser.add_argument("--cache-dir", help="where decoded pixels are cached (DIR/cache)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")

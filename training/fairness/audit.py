@@ -411,26 +411,25 @@ OPTIONS = [
 ]
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "fairness",
-        help="audit predictions by age, gender and race (DI, AOD, bootstrap CIs)",
-        description=(
-            "Join a predictions CSV to demographic labels and compute, for the paper's six "
-            "group definitions (gender; White vs others; Black vs others; age 0-2, 3-9, 70+ vs "
-            "others) and any --group you add: per-group counts, selection rate, TPR, FPR, "
-            "confusion counts, disparate impact and average odds difference (AIF360's "
-            "definitions), each with a seeded 95 % percentile bootstrap interval. Writes "
-            "fairness.csv, fairness_groups.csv, fairness.md, fairness.tex, fairness.png, "
-            "joined.csv and unjoined.csv to --out. FairFace is all real, so TPR and AOD need "
-            "labelled fakes: --fakes-labels adds Stable Diffusion fakes with their prompted "
-            "race and writes sd_race.md, sd_race.csv and sd_race.png (per FairFace race: SD "
-            "catch rate and false-alarm rate on the real photos with 95 % Wilson intervals, "
-            "AOD of each race against the other six with a bootstrap interval, the largest "
-            "catch-rate gap between races; goals |AOD| <= 0.02 and a gap <= 5 points)."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_options(p, OPTIONS)
+HELP = "audit predictions by age, gender and race (DI, AOD, bootstrap CIs)"
+DESCRIPTION = (
+    "Join a predictions CSV to demographic labels and compute, for the paper's six "
+    "group definitions (gender; White vs others; Black vs others; age 0-2, 3-9, 70+ vs "
+    "others) and any --group you add: per-group counts, selection rate, TPR, FPR, "
+    "confusion counts, disparate impact and average odds difference (AIF360's "
+    "definitions), each with a seeded 95 % percentile bootstrap interval. Writes "
+    "fairness.csv, fairness_groups.csv, fairness.md, fairness.tex, fairness.png, "
+    "joined.csv and unjoined.csv to --out. FairFace is all real, so TPR and AOD need "
+    "labelled fakes: --fakes-labels adds Stable Diffusion fakes with their prompted "
+    "race and writes sd_race.md, sd_race.csv and sd_race.png (per FairFace race: SD "
+    "catch rate and false-alarm rate on the real photos with 95 % Wilson intervals, "
+    "AOD of each race against the other six with a bootstrap interval, the largest "
+    "catch-rate gap between races; goals |AOD| <= 0.02 and a gap <= 5 points)."
+)
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
     # --base defaults to the working directory when the command is set up, not imported.
-    p.set_defaults(func=run, base=Path.cwd())
+    parser.set_defaults(base=Path.cwd())

@@ -322,30 +322,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "falsify",
-        help="make labelled fakes of a labelled real set (pSp or a plug-in encoder)",
-        description=(
-            "Align each face of a FairFace-layout set with the shared FFHQ recipe, encode it "
-            "into a generated face (pixel2style2pixel, or any Encoder class), and write the "
-            "fake under --out with the same relative path (JPEG, like the Kaggle set). "
-            "pairs.csv (real_path,fake_path,age,gender,race,status) keeps the labels; "
-            "failures.csv lists faces that could not be aligned or encoded. Rerunning the "
-            "same command resumes. Feed the fakes to `python -m shared predict` and the pairs "
-            "to `python -m training fairness --labels OUT` for per-group TPR and AOD."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument(
+HELP = "make labelled fakes of a labelled real set (pSp or a plug-in encoder)"
+DESCRIPTION = (
+    "Align each face of a FairFace-layout set with the shared FFHQ recipe, encode it "
+    "into a generated face (pixel2style2pixel, or any Encoder class), and write the "
+    "fake under --out with the same relative path (JPEG, like the Kaggle set). "
+    "pairs.csv (real_path,fake_path,age,gender,race,status) keeps the labels; "
+    "failures.csv lists faces that could not be aligned or encoded. Rerunning the "
+    "same command resumes. Feed the fakes to `python -m shared predict` and the pairs "
+    "to `python -m training fairness --labels OUT` for per-group TPR and AOD."
+)
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--data",
         type=Path,
         required=True,
         metavar="DIR",
         help="the real set's root, e.g. ../shared/data/fairface",
     )
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the fakes go")
-    p.add_argument(
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the fakes go")
+    parser.add_argument(
         "--labels",
         type=Path,
         nargs="+",
@@ -353,40 +352,39 @@ def register(sub) -> None:
         metavar="CSV",
         help="label CSVs (file,age,gender,race); default DATA/fairface_label_*.csv",
     )
-    p.add_argument("--split", default=None, help="only files under this folder, e.g. val")
-    p.add_argument("--limit", type=int, default=None, help="a seeded random subset of N faces")
-    p.add_argument("--seed", type=int, default=0, help="seed of --limit's subset")
-    p.add_argument(
+    parser.add_argument("--split", default=None, help="only files under this folder, e.g. val")
+    parser.add_argument("--limit", type=int, default=None, help="a seeded random subset of N faces")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --limit's subset")
+    parser.add_argument(
         "--encoder",
         default="psp",
         help="`psp` or `package.module:Class` (a training.falsify.encoder.Encoder)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--psp-repo",
         type=Path,
         default=None,
         metavar="DIR",
         help="checkout of github.com/eladrich/pixel2style2pixel",
     )
-    p.add_argument(
+    parser.add_argument(
         "--psp-checkpoint",
         type=Path,
         default=None,
         metavar="FILE",
         help="psp_ffhq_encode.pt from the pixel2style2pixel README",
     )
-    p.add_argument(
+    parser.add_argument(
         "--psp-cuda-ops",
         action="store_true",
         help="use pSp's compiled CUDA ops instead of the plain PyTorch ones",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (pSp)")
-    p.add_argument("--batch-size", type=int, default=8, help="faces encoded at once")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the fakes")
-    p.add_argument(
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (pSp)")
+    parser.add_argument("--batch-size", type=int, default=8, help="faces encoded at once")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the fakes")
+    parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="retry faces an earlier run could not align or encode",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")

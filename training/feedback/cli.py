@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .connect import (
@@ -121,23 +123,6 @@ def run_purge(args) -> int:
     return 0
 
 
-def guarded(action):
-    """Run a subcommand; storage that fails after connecting becomes a FeedbackError naming it
-    (which `python -m training` prints in one sentence, exit 2)."""
-
-    def run(args) -> int:
-        from azure.core.exceptions import AzureError
-
-        from shared.errors import FakeFacesError
-
-        try:
-            return action(args)
-        except (FakeFacesError, AzureError) as exc:
-            raise FeedbackError(unreachable(configured(args.connection))) from exc
-
-    return run
-
-
 def _storage_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("storage (as the app reads it)")
     g.add_argument(
@@ -159,29 +144,29 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "feedback",
-        help="review, pull, delete and purge the page's feedback",
-        description='The page\'s "Is this right?" feedback, stored in Azure Table and Blob '
-        "storage (Azurite locally). Nothing a user sends trains a model until a person has "
-        "reviewed it: `review` accepts, relabels or rejects each pending record, `pull` writes "
-        "the reviewed photos as a real/-fake/ folder for `prepare`. `delete` removes one "
-        "record and its photo (a user's request by receipt), `purge` everything past retention.",
-    )
-    actions = p.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+HELP = "review, pull, delete and purge the page's feedback"
+DESCRIPTION = (
+    'The page\'s "Is this right?" feedback, stored in Azure Table and Blob '
+    "storage (Azurite locally). Nothing a user sends trains a model until a person has "
+    "reviewed it: `review` accepts, relabels or rejects each pending record, `pull` writes "
+    "the reviewed photos as a real/-fake/ folder for `prepare`. `delete` removes one "
+    "record and its photo (a user's request by receipt), `purge` everything past retention."
+)
 
-    r = actions.add_parser(
-        "review",
-        help="accept, relabel or reject pending feedback",
-        description="Walk through pending feedback in the terminal: each record's facts, its "
-        "kept photo written to a temporary file (path printed; removed when the review ends), "
-        "then one key per line on stdin: a accept the user's label, r real, f fake, u unsure, "
-        "x reject, s skip, q quit. Or --sheet DIR: a numbered contact sheet (DIR/sheet.png) "
-        "and DIR/review.csv to fill in, applied with --apply. Ends with the counts decided "
-        "and the agreement between users and reviewers per user label.",
-    )
-    how = r.add_mutually_exclusive_group()
+
+@dataclass(frozen=True)
+class Action:
+    """One of feedback's actions, said as `python -m training` says a command: its help line,
+    its description, its own options and what it runs."""
+
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _review_arguments(parser: argparse.ArgumentParser) -> None:
+    how = parser.add_mutually_exclusive_group()
     how.add_argument(
         "--sheet",
         metavar="DIR",
@@ -193,11 +178,39 @@ def register(sub) -> None:
         help="apply a filled-in review.csv: decision accept, real, fake, unsure, reject or "
         "empty (skip); nothing changes unless every row is valid",
     )
-    _storage_args(r)
-    r.set_defaults(func=guarded(run_review))
 
-    pl = actions.add_parser(
-        "pull",
+
+def _pull_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _delete_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("receipt", help="the receipt the page showed (32 hexadecimal characters)")
+
+
+def _purge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="retention in days (default: $FAKEFACES_FEEDBACK_RETENTION_DAYS or 365)",
+    )
+
+
+ACTIONS = {
+    "review": Action(
+        help="accept, relabel or reject pending feedback",
+        description="Walk through pending feedback in the terminal: each record's facts, its "
+        "kept photo written to a temporary file (path printed; removed when the review ends), "
+        "then one key per line on stdin: a accept the user's label, r real, f fake, u unsure, "
+        "x reject, s skip, q quit. Or --sheet DIR: a numbered contact sheet (DIR/sheet.png) "
+        "and DIR/review.csv to fill in, applied with --apply. Ends with the counts decided "
+        "and the agreement between users and reviewers per user label.",
+        add_arguments=_review_arguments,
+        run=run_review,
+    ),
+    "pull": Action(
         help="reviewed photos -> DIR/real, DIR/fake for `prepare`",
         description="Write every accepted or relabelled record labelled real or fake that has "
         "a kept photo to DIR/real/<receipt>.<ext> or DIR/fake/<receipt>.<ext>, with "
@@ -208,31 +221,41 @@ def register(sub) -> None:
         "relabelled. Then: python -m training prepare DIR ALIGNED (which also drops what left "
         "DIR since its last run, so a deleted photo leaves ALIGNED too), and train with --data "
         "ALIGNED beside the usual data.",
-    )
-    pl.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")
-    pl.add_argument("--quiet", action="store_true", help="no progress bar")
-    _storage_args(pl)
-    pl.set_defaults(func=guarded(run_pull))
-
-    d = actions.add_parser(
-        "delete",
+        add_arguments=_pull_arguments,
+        run=run_pull,
+    ),
+    "delete": Action(
         help="delete one record and its photo (a user's deletion request)",
         description="Delete the feedback record with this receipt and its kept photo, if any.",
-    )
-    d.add_argument("receipt", help="the receipt the page showed (32 hexadecimal characters)")
-    _storage_args(d)
-    d.set_defaults(func=guarded(run_delete))
-
-    pu = actions.add_parser(
-        "purge",
+        add_arguments=_delete_arguments,
+        run=run_delete,
+    ),
+    "purge": Action(
         help="delete records (and photos) older than the retention period",
         description="Delete every feedback record, and its kept photo, older than --days.",
-    )
-    pu.add_argument(
-        "--days",
-        type=int,
-        default=None,
-        help="retention in days (default: $FAKEFACES_FEEDBACK_RETENTION_DAYS or 365)",
-    )
-    _storage_args(pu)
-    pu.set_defaults(func=guarded(run_purge))
+        add_arguments=_purge_arguments,
+        run=run_purge,
+    ),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+    for name, action in ACTIONS.items():
+        p = actions.add_parser(name, help=action.help, description=action.description)
+        action.add_arguments(p)
+        # Every action reaches the same storage; --help lists it after the action's own options.
+        _storage_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the action named; storage that fails after connecting becomes a FeedbackError
+    naming it (which `python -m training` prints in one sentence, exit 2)."""
+    from azure.core.exceptions import AzureError
+
+    from shared.errors import FakeFacesError
+
+    try:
+        return ACTIONS[args.feedback_command].run(args)
+    except (FakeFacesError, AzureError) as exc:
+        raise FeedbackError(unreachable(configured(args.connection))) from exc

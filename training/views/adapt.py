@@ -13,6 +13,7 @@ more than 2 % of the user's own reals fake.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import json
@@ -30,6 +31,7 @@ from shared.model import SPEC_FILE, Model
 
 from ..data.datasets import DataError
 from ..evaluation.calibration import false_alarm_threshold
+from ..options import add_false_alarm
 from .bank import Bank, extended, read_bank
 from .fit import Faces, _fit_logistic, fit_linear
 
@@ -438,51 +440,47 @@ def run(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "adapt",
-        help="teach a two-view model a new engine from a folder of its faces",
-        description="Teach a two-view model a new engine from a few dozen of its faces, without "
-        "retraining: every photo under --fakes is detected and aligned as serving does, the "
-        "engine gets a linear head on the CLIP features against the model's real training "
-        "photos (kept in its adapt_bank.npz), calibrated out of fold, and the threshold is "
-        "chosen again so that every real validation source keeps at most --false-alarm called "
-        "fake. Refused, with nothing written, when fewer than 10 faces are found, when a known "
-        "engine's validation catch would drop by more than 2 points, or when more than "
-        "--false-alarm of --reals would be called fake. Writes a complete model folder, with "
-        'the engine in model.json and an "Adapted" section in its card; the model given is '
-        "never changed. Reviewed feedback works as input: `training feedback pull --out DIR`, "
-        "then --fakes DIR/fake --reals DIR/real.",
-    )
-    p.add_argument(
+HELP = "teach a two-view model a new engine from a folder of its faces"
+DESCRIPTION = (
+    "Teach a two-view model a new engine from a few dozen of its faces, without "
+    "retraining: every photo under --fakes is detected and aligned as serving does, the "
+    "engine gets a linear head on the CLIP features against the model's real training "
+    "photos (kept in its adapt_bank.npz), calibrated out of fold, and the threshold is "
+    "chosen again so that every real validation source keeps at most --false-alarm called "
+    "fake. Refused, with nothing written, when fewer than 10 faces are found, when a known "
+    "engine's validation catch would drop by more than 2 points, or when more than "
+    "--false-alarm of --reals would be called fake. Writes a complete model folder, with "
+    'the engine in model.json and an "Adapted" section in its card; the model given is '
+    "never changed. Reviewed feedback works as input: `training feedback pull --out DIR`, "
+    "then --fakes DIR/fake --reals DIR/real."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--model",
         default="models/default",
         metavar="DIR",
         help="the two-view model to start from (models/default)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--fakes",
         required=True,
         metavar="DIR",
         help="photos made by the new engine (any size; searched recursively)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--reals",
         metavar="DIR",
         help="real photos of the same kind, if you have them: the engine is told "
         "apart from them too, and refused if it calls too many of them fake",
     )
-    p.add_argument(
+    parser.add_argument(
         "--name", required=True, help='the engine, as the page will name it, e.g. "Midjourney v6"'
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="the adapted model folder (new)")
-    p.add_argument(
-        "--false-alarm",
-        type=float,
-        default=0.02,
-        metavar="RATE",
-        help="the largest share of any real validation source called fake (0.02)",
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="the adapted model folder (new)"
     )
-    p.add_argument("--seed", type=int, default=0, help="the out-of-fold split's seed (0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    add_false_alarm(parser)
+    parser.add_argument("--seed", type=int, default=0, help="the out-of-fold split's seed (0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")

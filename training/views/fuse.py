@@ -8,6 +8,7 @@ where the operating point is set too; the views are measured side by side on the
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -23,6 +24,7 @@ from ..data.datasets import DataError, read_prepared, source_of, usable
 from ..data.pipeline import cached_pixels
 from ..data.sources import GENERATORS, NOT_LEARNED, collections
 from ..evaluation.calibration import ece, false_alarm_threshold
+from ..options import add_false_alarm
 from .bank import write_bank
 from .features import ENCODER_PACKAGE, cached_features, layered_encoder
 from .fit import Faces, fit_views, head_names
@@ -180,7 +182,7 @@ def _learned(train: Faces, cnn_doc: dict) -> list[str]:
     return named + [g for g in theirs if g not in named]
 
 
-def fuse(args) -> int:
+def run(args) -> int:
     started = time.time()
     cnn_dir, out = Path(args.cnn), Path(args.out)
     if out.resolve() == cnn_dir.resolve():
@@ -266,36 +268,39 @@ def fuse(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "fuse",
-        help="add the CLIP view to an exported CNN: one model folder with two views",
-        description="Fit heads (linear, and bags of small MLPs) on frozen CLIP ViT-B/16 "
-        "features of the prepared faces' training split (each source and class weighing the "
-        "same; features cached beside the faces), fuse each with the CNN's answer by a logistic "
-        "regression on the validation split, keep the one whose fusion catches the most "
-        "validation fakes at the operating point, "
-        "choose the threshold at which every real validation source has at most --false-alarm "
-        "called fake, and write OUT: the CNN's model.tflite, the CLIP encoder (ONNX, its SHA-256 "
-        "in model.json) and model.json, plus OUT/views/views.md, the CNN alone, the CLIP view "
-        "alone and both side by side on the test split.",
-    )
-    p.add_argument("--cnn", required=True, metavar="MODEL_DIR", help="an exported CNN model")
-    p.add_argument(
+HELP = "add the CLIP view to an exported CNN: one model folder with two views"
+DESCRIPTION = (
+    "Fit heads (linear, and bags of small MLPs) on frozen CLIP ViT-B/16 "
+    "features of the prepared faces' training split (each source and class weighing the "
+    "same; features cached beside the faces), fuse each with the CNN's answer by a logistic "
+    "regression on the validation split, keep the one whose fusion catches the most "
+    "validation fakes at the operating point, "
+    "choose the threshold at which every real validation source has at most --false-alarm "
+    "called fake, and write OUT: the CNN's model.tflite, the CLIP encoder (ONNX, its SHA-256 "
+    "in model.json) and model.json, plus OUT/views/views.md, the CNN alone, the CLIP view "
+    "alone and both side by side on the test split."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cnn", required=True, metavar="MODEL_DIR", help="an exported CNN model")
+    parser.add_argument(
         "--data",
         action="append",
         required=True,
         metavar="DIR",
         help="prepared folder (repeat): train, valid and test splits are used",
     )
-    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="the two-view model folder")
-    p.add_argument(
+    parser.add_argument(
+        "--out", required=True, metavar="MODEL_DIR", help="the two-view model folder"
+    )
+    parser.add_argument(
         "--encoder",
         metavar="FILE",
         help=f"the CLIP encoder ONNX file (default: the one in {ENCODER_PACKAGE}, with the "
         "middle layers' outputs added)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--feature",
         choices=clip.FEATURES,
         default=None,
@@ -303,7 +308,7 @@ def register(sub) -> None:
         "encoder outputs them); patch_mean: the last layer's alone (default otherwise); "
         "embed: the projected CLS embedding",
     )
-    p.add_argument(
+    parser.add_argument(
         "--head",
         choices=head_names(),
         metavar="NAME",
@@ -311,19 +316,12 @@ def register(sub) -> None:
         + "; ".join(head_names())
         + "), e.g. to refit without a source with the head the full model chose",
     )
-    p.add_argument(
-        "--false-alarm",
-        type=float,
-        default=0.02,
-        metavar="RATE",
-        help="the largest share of any real validation source called fake (0.02)",
-    )
-    p.add_argument(
+    add_false_alarm(parser)
+    parser.add_argument(
         "--leave-out",
         action="append",
         metavar="SOURCE",
         help="fit without this source (leave-one-generator-out for the CLIP view; "
         "the CNN given must have been trained without it too for its rows to count)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars or table")
-    p.set_defaults(func=fuse)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or table")
