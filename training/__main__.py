@@ -55,10 +55,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_command(sub: argparse._SubParsersAction, name: str, module: ModuleType) -> None:
     """The parser of command `name`, from what its module says of it."""
-    if not hasattr(module, "add_arguments"):
-        # A module not yet moved to add_arguments() still makes its parser in register(sub).
-        module.register(sub)
-        return
     parser = sub.add_parser(
         name,
         help=module.HELP,

@@ -10,6 +10,7 @@ code, as `adapt` aligns a folder of photos) with their cached CLIP features.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -262,40 +263,40 @@ def run(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "adapt-curve",
-        help="measure `adapt` on engines held out: catch against faces taught",
-        description="For each --run SOURCE=MODEL_DIR (a two-view model fitted without SOURCE), "
-        "adapt it with k of SOURCE's training fakes (--draws draws of each k) and score every "
-        "test split: SOURCE's catch at the adapted operating point, its ROC-AUC against every "
-        "real test photo, each real source's share kept and every other engine's catch. "
-        "Writes OUT/curve.json, curve.md and curve.png.",
-    )
-    p.add_argument(
+HELP = "measure `adapt` on engines held out: catch against faces taught"
+DESCRIPTION = (
+    "For each --run SOURCE=MODEL_DIR (a two-view model fitted without SOURCE), "
+    "adapt it with k of SOURCE's training fakes (--draws draws of each k) and score every "
+    "test split: SOURCE's catch at the adapted operating point, its ROC-AUC against every "
+    "real test photo, each real source's share kept and every other engine's catch. "
+    "Writes OUT/curve.json, curve.md and curve.png."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--run",
         action="append",
         required=True,
         metavar="SOURCE=MODEL_DIR",
         help="a left-out source and the two-view model fitted without it (repeat)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--data",
         action="append",
         required=True,
         metavar="DIR",
         help="prepared folder (repeat), the left-out sources' included",
     )
-    p.add_argument(
+    parser.add_argument(
         "--k", type=int, nargs="+", default=[10, 25, 50, 100], help="faces taught (10 25 50 100)"
     )
-    p.add_argument("--draws", type=int, default=3, help="draws of each k (3)")
-    p.add_argument(
+    parser.add_argument("--draws", type=int, default=3, help="draws of each k (3)")
+    parser.add_argument(
         "--guard",
         action="store_true",
         help=f"also adapt with {GUARD_K} faces once per real source left out of the bank and "
         "report that source's test reals called fake (the guard on photos it never checked)",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the curve")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or table")
-    p.set_defaults(func=run)
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the curve")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or table")

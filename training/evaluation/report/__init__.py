@@ -10,10 +10,10 @@ A missing input makes its section say "not measured"; nothing is filled in.
 
 The card is built in this package's modules, one or two sections each; the package exports what
 its users call: `build` (the card from a model folder: `adapt` re-renders an adapted model's
-with it) and `register` (`python -m training report`). Everything else is imported from its
-module.
+with it) and, for `python -m training report`, HELP, DESCRIPTION, `add_arguments` and `run`.
+Everything else is imported from its module.
 """
 
-from .cli import build, register
+from .cli import DESCRIPTION, HELP, add_arguments, build, run
 
-__all__ = ["build", "register"]
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "build", "run"]

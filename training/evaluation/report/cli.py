@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 from pathlib import Path
 
@@ -199,35 +200,38 @@ def run(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "report",
-        help="render the model card (MODEL_CARD.md and a self-contained MODEL_CARD.html)",
-        description="Render the model card of an exported model folder from its own files "
-        "(model.json, eval/metrics.csv, eval/predictions.csv, eval/roc_pr.png, training/*) and "
-        "the optional inputs below, which are copied (or summarised) into OUT/fairness, "
-        "OUT/fairface, OUT/comparison, OUT/leave-source-out and OUT/beside first, so that "
-        "`report MODEL_DIR` alone re-renders the same card later. The HTML has its CSS inline "
-        "and every image as a data: URI (no script, no external load). A missing input makes "
-        "its section say 'not measured'.",
+HELP = "render the model card (MODEL_CARD.md and a self-contained MODEL_CARD.html)"
+DESCRIPTION = (
+    "Render the model card of an exported model folder from its own files "
+    "(model.json, eval/metrics.csv, eval/predictions.csv, eval/roc_pr.png, training/*) and "
+    "the optional inputs below, which are copied (or summarised) into OUT/fairness, "
+    "OUT/fairface, OUT/comparison, OUT/leave-source-out and OUT/beside first, so that "
+    "`report MODEL_DIR` alone re-renders the same card later. The HTML has its CSS inline "
+    "and every image as a data: URI (no script, no external load). A missing input makes "
+    "its section say 'not measured'."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model_dir", type=Path, metavar="MODEL_DIR", help="model folder of `export`"
     )
-    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="model folder of `export`")
-    p.add_argument(
+    parser.add_argument(
         "--fairness",
         type=Path,
         metavar="DIR",
         help="a `fairness` audit folder (fairness.csv, fairness_groups.csv, fairness.png, ...)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--fairface-predictions",
         type=Path,
         metavar="CSV",
         help="`python -m shared predict` CSV of FairFace val (all real photos)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--comparison", type=Path, metavar="DIR", help="a `compare` folder (comparison.csv, ...)"
     )
-    p.add_argument(
+    parser.add_argument(
         "--leave-source-out",
         type=Path,
         action="append",
@@ -237,7 +241,7 @@ def register(sub) -> None:
         "OUT/leave-source-out/<DIR's name>, which then holds these runs only; without it, the "
         "runs kept in MODEL_DIR/leave-source-out are used",
     )
-    p.add_argument(
+    parser.add_argument(
         "--beside",
         type=Path,
         action="append",
@@ -248,14 +252,13 @@ def register(sub) -> None:
         "date: newest first); kept in OUT/beside/<DIR's name>, "
         "which then holds these only; without it, those kept in MODEL_DIR/beside are used",
     )
-    p.add_argument(
+    parser.add_argument(
         "--labels",
         type=Path,
         metavar="CSV",
         help="FairFace labels (file,age,gender,race) for the no-face rate per group "
         "(default ../shared/data/fairface/fairface_label_val.csv when present)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--out", type=Path, metavar="DIR", help="where the card and copies go (MODEL_DIR)"
     )
-    p.set_defaults(func=run)
