@@ -179,66 +179,27 @@ def adapt_faces(
     at most `rate` called fake. Among the safe shifts, the one catching the most of the engine's
     own faces out of fold."""
     say = say or Say(True)
-    if len(fakes) < MIN_FACES:
-        raise AdaptRefused(
-            f"only {len(fakes)} faces of {name} were found; at least {MIN_FACES} are needed to "
-            "teach an engine."
-        )
-    if model.clip is None:
-        raise AdaptRefused(f"{model.spec.name} has one view; only a two-view model can be adapted.")
-    f, valid = bank.feature, bank.valid
+    _check_teachable(model, fakes, name)
+    valid = bank.valid
     head, oof_fake, oof_real = _fit_engine(bank, fakes, reals, name, seed, say)
-    v_logit = head.logit(valid.features)
-    calibrated, platt = _calibrated(head, v_logit[valid.y == 0], oof_fake)
-
-    def base_logit(p_cnn, feats):
-        return clip.logit(model.score_views(np.empty(0), p_cnn, {f: feats}).p_fake)
-
+    calibrated, platt = _calibrated(head, head.logit(valid.features)[valid.y == 0], oof_fake)
+    threshold = model.spec.threshold
     before = model.score_views(np.empty(0), valid.p_cnn, valid.features).p_fake
-    old = _catches(valid, before, model.spec.threshold)
-    base_valid = clip.logit(before)
-    base_fakes = base_logit(fakes.p_cnn, fakes.features)
-    e_valid = calibrated.logit(valid.features)
-    e_fakes = platt[0] * oof_fake + platt[1]
+    old = _catches(valid, before, threshold)
     has_reals = reals is not None and len(reals) > 0
-    if has_reals:
-        base_reals = base_logit(reals.p_cnn, reals.features)
-        e_reals = platt[0] * oof_real + platt[1]
-    caught_before = float(np.mean(clip.sigmoid(base_fakes) >= np.float32(model.spec.threshold)))
-
-    real_src = np.where(valid.y == 0, np.array(valid.sources), "")
-    real_sources = sorted(set(real_src) - {""})
-    settings = []
-    for shift in SHIFTS:
-        after = clip.sigmoid(np.maximum(base_valid, e_valid + shift))
-        try:
-            cut, _, _ = false_alarm_threshold(valid.y, after, valid.sources, rate)
-        except ValueError:
-            continue
-        new = _catches(valid, after, cut)
-        lost = {s: old[s]["caught"] - new[s]["caught"] for s in old if "caught" in old[s]}
-        c32 = np.float32(cut)
-        caught = float(np.mean(clip.sigmoid(np.maximum(base_fakes, e_fakes + shift)) >= c32))
-        fa = None
-        if has_reals:
-            fa = float(np.mean(clip.sigmoid(np.maximum(base_reals, e_reals + shift)) >= c32))
-        at_old = _catches(valid, after, model.spec.threshold)
-        broken = {
-            s: r["called_fake"]
-            for s, r in at_old.items()
-            if "called_fake" in r and r["called_fake"] > max(rate, old[s]["called_fake"])
-        }
-        fired = clip.sigmoid(e_valid + shift) >= c32
-        engine_fa = max(float(np.mean(fired[real_src == s])) for s in real_sources)
-        settings.append(_Setting(shift, cut, lost, caught, fa, engine_fa, broken))
-    safe = [
-        s
-        for s in settings
-        if max(s.lost.values(), default=0.0) <= MAX_LOSS + 1e-9
-        and s.engine_false_alarm <= ENGINE_FALSE_ALARM + 1e-9
-        and (s.reals_called_fake is None or s.reals_called_fake <= rate)
-    ]
-    best = max(safe, key=lambda s: (s.caught, s.shift), default=None)
+    # The engine's own faces and the user's reals by their out-of-fold logits (Platt applied),
+    # not by the calibrated head fitted on them, which would flatter it.
+    logits = _Logits(
+        base_valid=clip.logit(before),
+        engine_valid=calibrated.logit(valid.features),
+        base_fakes=_base_logit(model, bank.feature, fakes),
+        engine_fakes=platt[0] * oof_fake + platt[1],
+        base_reals=_base_logit(model, bank.feature, reals) if has_reals else None,
+        engine_reals=platt[0] * oof_real + platt[1] if has_reals else None,
+    )
+    caught_before = float(np.mean(clip.sigmoid(logits.base_fakes) >= np.float32(threshold)))
+    settings = _settings(valid, logits, old, threshold, rate)
+    best = max(_safe(settings, rate), key=lambda s: (s.caught, s.shift), default=None)
     if best is None or best.caught - caught_before < MIN_GAIN:
         raise AdaptRefused(_why_not(name, settings[0] if settings else None, rate, caught_before))
 
@@ -250,7 +211,7 @@ def adapt_faces(
         "engine": name,
         "faces": len(fakes),
         "reals": len(reals) if has_reals else 0,
-        "threshold": {"before": model.spec.threshold, "after": cut},
+        "threshold": {"before": threshold, "after": cut},
         "calibration": {"slope": platt[0], "intercept": platt[1], "shift": best.shift},
         "engine_caught_out_of_fold": {"before": caught_before, "after": best.caught},
         "valid": {"before": old, "after": _catches(valid, after.p_fake, cut)},
@@ -258,6 +219,84 @@ def adapt_faces(
     if has_reals:
         report["your_reals_called_fake"] = best.reals_called_fake
     return Adapted(engine, cut, report)
+
+
+def _check_teachable(model: Model, fakes: NewFaces, name: str) -> None:
+    """Refuse before any fitting: too few faces to fit and calibrate out of fold, or a model
+    without the CLIP view the engine's head reads."""
+    if len(fakes) < MIN_FACES:
+        raise AdaptRefused(
+            f"only {len(fakes)} faces of {name} were found; at least {MIN_FACES} are needed to "
+            "teach an engine."
+        )
+    if model.clip is None:
+        raise AdaptRefused(f"{model.spec.name} has one view; only a two-view model can be adapted.")
+
+
+@dataclass
+class _Logits:
+    """The model's logit (base_*) and the calibrated engine's (engine_*, before any shift) on
+    the validation faces, the engine's faces and the user's reals (None without them): a shift
+    moves only the engine's, so these are computed once for all the shifts tried."""
+
+    base_valid: np.ndarray
+    engine_valid: np.ndarray
+    base_fakes: np.ndarray
+    engine_fakes: np.ndarray
+    base_reals: np.ndarray | None
+    engine_reals: np.ndarray | None
+
+
+def _base_logit(model: Model, feature: str, faces: NewFaces) -> np.ndarray:
+    """The model's logit of faces it has no bank rows for, as serving would answer them."""
+    return clip.logit(model.score_views(np.empty(0), faces.p_cnn, {feature: faces.features}).p_fake)
+
+
+def _settings(
+    valid: Faces, logits: _Logits, old: dict[str, dict], threshold: float, rate: float
+) -> list[_Setting]:
+    """What each shift in SHIFTS would do, the threshold chosen again for it; a shift at which
+    no threshold keeps every real validation source within `rate` is left out."""
+    real_src = np.where(valid.y == 0, np.array(valid.sources), "")
+    real_sources = sorted(set(real_src) - {""})
+    settings = []
+    for shift in SHIFTS:
+        after = clip.sigmoid(np.maximum(logits.base_valid, logits.engine_valid + shift))
+        try:
+            cut, _, _ = false_alarm_threshold(valid.y, after, valid.sources, rate)
+        except ValueError:
+            continue
+        new = _catches(valid, after, cut)
+        lost = {s: old[s]["caught"] - new[s]["caught"] for s in old if "caught" in old[s]}
+        c32 = np.float32(cut)
+        e_fakes = logits.engine_fakes + shift
+        caught = float(np.mean(clip.sigmoid(np.maximum(logits.base_fakes, e_fakes)) >= c32))
+        fa = None
+        if logits.base_reals is not None:
+            e_reals = logits.engine_reals + shift
+            fa = float(np.mean(clip.sigmoid(np.maximum(logits.base_reals, e_reals)) >= c32))
+        at_old = _catches(valid, after, threshold)
+        broken = {
+            s: r["called_fake"]
+            for s, r in at_old.items()
+            if "called_fake" in r and r["called_fake"] > max(rate, old[s]["called_fake"])
+        }
+        fired = clip.sigmoid(logits.engine_valid + shift) >= c32
+        engine_fa = max(float(np.mean(fired[real_src == s])) for s in real_sources)
+        settings.append(_Setting(shift, cut, lost, caught, fa, engine_fa, broken))
+    return settings
+
+
+def _safe(settings: list[_Setting], rate: float) -> list[_Setting]:
+    """The settings within every limit: known engines' catch, the engine alone on real
+    validation sources, the user's reals."""
+    return [
+        s
+        for s in settings
+        if max(s.lost.values(), default=0.0) <= MAX_LOSS + 1e-9
+        and s.engine_false_alarm <= ENGINE_FALSE_ALARM + 1e-9
+        and (s.reals_called_fake is None or s.reals_called_fake <= rate)
+    ]
 
 
 def _why_not(name: str, calibrated: _Setting | None, rate: float, caught_before: float) -> str:
