@@ -187,15 +187,7 @@ def run(args) -> int:
     cnn_dir, out = Path(args.cnn), Path(args.out)
     if out.resolve() == cnn_dir.resolve():
         raise DataError(f"--out {out} is the CNN's own folder: write the two-view model elsewhere.")
-    encoder_file = Path(args.encoder) if args.encoder else layered_encoder()
-    sha = clip.sha256_of(encoder_file)
-    encoder = clip.Encoder(encoder_file, sha)
-    args.feature = args.feature or ("layers" if "layers" in encoder.names else "patch_mean")
-    if args.feature not in encoder.names:
-        raise DataError(
-            f"{encoder_file} does not output the middle layers that --feature {args.feature} "
-            "reads: leave --encoder out (fuse then adds them to the packaged encoder)."
-        )
+    encoder_file, sha, encoder = _encoder(args)
     cnn = Model(cnn_dir)
     prepared = [read_prepared(d) for d in args.data]
     leave = set(args.leave_out or [])
@@ -204,18 +196,13 @@ def run(args) -> int:
     valid = load_faces(prepared, "valid", encoder, sha, cnn, leave, args.quiet)
     test = load_faces(prepared, "test", encoder, sha, cnn, set(), args.quiet)
     say(f"fuse: {len(train)} training, {len(valid)} validation, {len(test)} test faces")
-    for split, faces in (("training", train), ("validation", valid)):
-        for label, name in ((0, "real photos"), (1, "fakes")):
-            if not (faces.y == label).any():
-                raise DataError(
-                    f"the {split} split has no {name}: the head, the fusion and the operating "
-                    "point need both real photos and fakes there."
-                )
+    _check_both_labels(train, valid)
     try:
         head, fusion, tried = fit_views(train, valid, args.feature, args.false_alarm, args.head)
     except ValueError as exc:  # e.g. no real photo in the validation split
         raise DataError(f"the CLIP head cannot be chosen on the validation split: {exc}") from None
-    trained_on = sorted({source_of(r) for r in train.rows})
+    # Written first without an operating point, so that the cut is chosen on the fused answers
+    # as the served model computes them.
     write_model(out, cnn_dir, encoder_file, sha, head, fusion, {})
     p_valid = _scores(Model(out), valid)
     cuts = {
@@ -224,28 +211,12 @@ def run(args) -> int:
     }
     op = _operating_point(valid, p_valid["fused"], args.false_alarm, cuts["fused"])
     doc = _cnn_doc(cnn_dir)
-    version = time.strftime("%Y.%m.%d-%H%M")
-    extra = {
-        "name": f"{doc['name']}+clip-vitb16",
-        "version": version,
-        "threshold": op["threshold"],
-        "operating_point": op,
-        # In a person's words (the page shows it); the CNN's own line is under views.cnn.
-        "trained_on": f"{collections(trained_on)} ({len(train)} training faces)",
-        "generators": {
-            "learned": _learned(train, doc),
-            "not_learned": NOT_LEARNED,
-        },
-    }
-    if leave:
-        extra["left_out"] = sorted(leave)
+    extra = _served_doc(doc, train, op, leave)
     bank = write_bank(out, train, valid, head.feature)
     chosen = next(t["head"] for t in tried if t.get("chosen"))
     write_model(out, cnn_dir, encoder_file, sha, head, fusion, extra, bank, chosen)
     served = Model(out)
     table = compare_views(test, _scores(served, test), cuts)
-    report = out / "views"
-    report.mkdir(exist_ok=True)
     summary = {
         "model": f"{served.spec.name} {served.spec.version}",
         "cnn": f"{doc['name']} {doc['version']}",
@@ -258,14 +229,68 @@ def run(args) -> int:
         "test": table,
         "seconds": round(time.time() - started, 1),
     }
+    _write_views(out / "views", summary, served, leave, args.quiet)
+    return 0
+
+
+def _encoder(args) -> tuple[Path, str, clip.Encoder]:
+    """The CLIP encoder (--encoder, or the packaged one with the middle layers added) and
+    --feature settled on it: the layers when it outputs them, else the last layer's patch mean."""
+    encoder_file = Path(args.encoder) if args.encoder else layered_encoder()
+    sha = clip.sha256_of(encoder_file)
+    encoder = clip.Encoder(encoder_file, sha)
+    args.feature = args.feature or ("layers" if "layers" in encoder.names else "patch_mean")
+    if args.feature not in encoder.names:
+        raise DataError(
+            f"{encoder_file} does not output the middle layers that --feature {args.feature} "
+            "reads: leave --encoder out (fuse then adds them to the packaged encoder)."
+        )
+    return encoder_file, sha, encoder
+
+
+def _check_both_labels(train: Faces, valid: Faces) -> None:
+    """Refuse before fitting: the head needs both labels in training, the fusion and the
+    operating point both in validation."""
+    for split, faces in (("training", train), ("validation", valid)):
+        for label, name in ((0, "real photos"), (1, "fakes")):
+            if not (faces.y == label).any():
+                raise DataError(
+                    f"the {split} split has no {name}: the head, the fusion and the operating "
+                    "point need both real photos and fakes there."
+                )
+
+
+def _served_doc(cnn_doc: dict, train: Faces, op: dict, leave: set[str]) -> dict:
+    """What the two-view model's model.json says beyond the CNN's: its name and version, the
+    operating point, and what it was trained on and left out."""
+    trained_on = sorted({source_of(r) for r in train.rows})
+    extra = {
+        "name": f"{cnn_doc['name']}+clip-vitb16",
+        "version": time.strftime("%Y.%m.%d-%H%M"),
+        "threshold": op["threshold"],
+        "operating_point": op,
+        # In a person's words (the page shows it); the CNN's own line is under views.cnn.
+        "trained_on": f"{collections(trained_on)} ({len(train)} training faces)",
+        "generators": {
+            "learned": _learned(train, cnn_doc),
+            "not_learned": NOT_LEARNED,
+        },
+    }
+    if leave:
+        extra["left_out"] = sorted(leave)
+    return extra
+
+
+def _write_views(report: Path, summary: dict, served: Model, leave: set[str], quiet: bool) -> None:
+    """views.json and views.md: the views side by side on the test split (printed too)."""
+    report.mkdir(exist_ok=True)
     (report / "views.json").write_text(json.dumps(summary, indent=2) + "\n")
     title = f"{served.spec.name} {served.spec.version}: the views side by side (test split)"
     if leave:
         title += f", trained without {', '.join(sorted(leave))}"
-    (report / "views.md").write_text(markdown(table, title))
-    if not args.quiet:
-        print(markdown(table, title))
-    return 0
+    (report / "views.md").write_text(markdown(summary["test"], title))
+    if not quiet:
+        print(markdown(summary["test"], title))
 
 
 HELP = "add the CLIP view to an exported CNN: one model folder with two views"
