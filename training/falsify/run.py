@@ -14,6 +14,7 @@ import csv
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,25 +189,11 @@ def falsify(
 ) -> Summary:
     from tqdm import tqdm
 
-    if not data.is_dir():
-        raise FalsifyError(f"--data {data}: no such folder.")
-    label_csvs = label_csvs or sorted(data.glob("fairface_label_*.csv"))
-    if not label_csvs:
-        raise FalsifyError(f"{data}: no fairface_label_*.csv; pass --labels.")
-    items = subset(read_items(data, label_csvs, split), limit, seed)
+    items = _items(data, label_csvs, split, limit, seed)
     _check_manifest(out, data, encoder)
     pairs_path, failures_path = out / "pairs.csv", out / "failures.csv"
     previous = _read_pairs(pairs_path)
-
-    def finished(item: Item) -> bool:
-        row = previous.get(item.real_path)
-        if row is None:
-            return False
-        if row["status"] == OK:
-            return (out / row["fake_path"]).is_file()
-        return not retry_failed
-
-    todo = [it for it in items if not finished(it)]
+    todo = [it for it in items if not _finished(previous.get(it.real_path), out, retry_failed)]
     results: dict[str, dict[str, str]] = {k: v for k, v in previous.items()}
     details: dict[str, str] = {}
     statuses: Counter = Counter()
@@ -220,39 +207,70 @@ def falsify(
         )
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            aligned = [_align(data, it, encoder.input_size) for it in batch]
-            ready = [i for i, (arr, _, _) in enumerate(aligned) if arr is not None]
-            encoded = dict(
-                zip(ready, _encode(encoder, [aligned[i][0] for i in ready]), strict=True)
-            )
-            for i, item in enumerate(batch):
-                arr, status, detail = aligned[i]
-                fake_path = ""
-                if arr is not None:
-                    fake, err = encoded[i]
-                    if fake is None:
-                        status, detail = "encoder_error", err
-                    else:
-                        fake_path = item.real_path
-                        _save(fake, out / fake_path, quality)
-                row = {
-                    "real_path": item.real_path,
-                    "fake_path": fake_path,
-                    "age": item.age,
-                    "gender": item.gender,
-                    "race": item.race,
-                    "status": status,
-                }
+            for row, detail in _falsify_batch(data, out, encoder, batch, quality):
                 writer.writerow(row)
-                results[item.real_path] = row
-                statuses[status] += 1
+                results[row["real_path"]] = row
+                statuses[row["status"]] += 1
                 if detail:
-                    details[item.real_path] = detail
+                    details[row["real_path"]] = detail
             fh.flush()
             bar.update(len(batch))
         bar.close()
     _finish(items, results, details, pairs_path, failures_path)
     return Summary(len(items), len(items) - len(todo), statuses, out)
+
+
+def _items(
+    data: Path, label_csvs: list[Path] | None, split: str | None, limit: int | None, seed: int
+) -> list[Item]:
+    """The labelled faces asked for: the label CSVs' rows (by default every
+    fairface_label_*.csv in `data`), under `split`, a seeded subset of `limit`."""
+    if not data.is_dir():
+        raise FalsifyError(f"--data {data}: no such folder.")
+    label_csvs = label_csvs or sorted(data.glob("fairface_label_*.csv"))
+    if not label_csvs:
+        raise FalsifyError(f"{data}: no fairface_label_*.csv; pass --labels.")
+    return subset(read_items(data, label_csvs, split), limit, seed)
+
+
+def _finished(row: dict[str, str] | None, out: Path, retry_failed: bool) -> bool:
+    """Whether an earlier run's row settles a face: a fake still on disk, or a failure that is
+    not to be retried."""
+    if row is None:
+        return False
+    if row["status"] == OK:
+        return (out / row["fake_path"]).is_file()
+    return not retry_failed
+
+
+def _falsify_batch(
+    data: Path, out: Path, encoder: Encoder, batch: list[Item], quality: int
+) -> Iterator[tuple[dict[str, str], str]]:
+    """Each face of `batch` aligned, the aligned ones encoded together, each fake saved: its
+    pairs.csv row and the failure's detail ("" when none). Yielded one face at a time, so the
+    caller records each row as soon as its fake is on disk."""
+    aligned = [_align(data, it, encoder.input_size) for it in batch]
+    ready = [i for i, (arr, _, _) in enumerate(aligned) if arr is not None]
+    encoded = dict(zip(ready, _encode(encoder, [aligned[i][0] for i in ready]), strict=True))
+    for i, item in enumerate(batch):
+        arr, status, detail = aligned[i]
+        fake_path = ""
+        if arr is not None:
+            fake, err = encoded[i]
+            if fake is None:
+                status, detail = "encoder_error", err
+            else:
+                fake_path = item.real_path
+                _save(fake, out / fake_path, quality)
+        row = {
+            "real_path": item.real_path,
+            "fake_path": fake_path,
+            "age": item.age,
+            "gender": item.gender,
+            "race": item.race,
+            "status": status,
+        }
+        yield row, detail
 
 
 def _finish(items, results, details, pairs_path: Path, failures_path: Path) -> None:
