@@ -152,81 +152,113 @@ def run_sd_race(joined: Joined, fakes: FakeLabels, favourable: str, boot: Bootst
     AOD per race follows SD_SCHEME with AIF360's sign (unprivileged minus privileged) and the
     audit's bootstrap; Pacific Islander and Blend fakes are counted but compared with nothing.
     """
-    rows = joined.rows
-    sd = np.array([bool(r.get("sd_race")) and r["true_class"] == "fake" for r in rows], bool)
-    real = np.array(
-        [r["true_class"] == "real" and r.get("race") in FAIRFACE_RACES for r in rows], bool
-    )
-    group = np.array(
-        [
-            (race_group(r["sd_race"]) or "") if f else (r["race"] if t else "")
-            for r, f, t in zip(rows, sd, real, strict=True)
-        ],
-        dtype=object,
-    )
-    scored = np.array([not r["error"] for r in rows], dtype=bool)
-    judged_fake = np.array([r["judged"] == "fake" for r in rows], dtype=bool)
-    truly_fav = np.array([r["true_class"] == favourable for r in rows], dtype=bool)
-    judged_fav = np.array([r["judged"] == favourable for r in rows], dtype=bool)
-    fake_cls = UNFAV if favourable == "real" else FAV
-    unfav = "fake" if favourable == "real" else "real"
+    m = _SdRows.of(joined.rows, favourable)
+    compared = np.isin(m.group, FAIRFACE_RACES) & (m.sd | m.real)
+    out = [_race_row(m, race, compared, favourable, boot) for race in FAIRFACE_RACES]
+    out.append(m.counts(None, compared))
+    out += [m.counts(race, m.group == race) for race in (PACIFIC, BLEND)]
+    gap, gap_boot, order = _catch_gap(out[: len(FAIRFACE_RACES)], boot)
+    return SdRace(fakes, out, gap, gap_boot, order, joined.counts[SPLIT_EXCLUDED])
 
-    def counts(race: str | None, in_group: np.ndarray) -> RaceRow:
-        f, t = in_group & sd, in_group & real
+
+@dataclass
+class _SdRows:
+    """The joined rows as masks, one entry per row: an SD fake, a real photo with a FairFace
+    race, its race group ("" for neither), scored, judged fake, truly and judged favourable."""
+
+    sd: np.ndarray
+    real: np.ndarray
+    group: np.ndarray
+    scored: np.ndarray
+    judged_fake: np.ndarray
+    truly_fav: np.ndarray
+    judged_fav: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[dict], favourable: str) -> _SdRows:
+        sd = np.array([bool(r.get("sd_race")) and r["true_class"] == "fake" for r in rows], bool)
+        real = np.array(
+            [r["true_class"] == "real" and r.get("race") in FAIRFACE_RACES for r in rows], bool
+        )
+        group = np.array(
+            [
+                (race_group(r["sd_race"]) or "") if f else (r["race"] if t else "")
+                for r, f, t in zip(rows, sd, real, strict=True)
+            ],
+            dtype=object,
+        )
+        return cls(
+            sd=sd,
+            real=real,
+            group=group,
+            scored=np.array([not r["error"] for r in rows], dtype=bool),
+            judged_fake=np.array([r["judged"] == "fake" for r in rows], dtype=bool),
+            truly_fav=np.array([r["true_class"] == favourable for r in rows], dtype=bool),
+            judged_fav=np.array([r["judged"] == favourable for r in rows], dtype=bool),
+        )
+
+    def counts(self, race: str | None, in_group: np.ndarray) -> RaceRow:
+        """The row's counts of the rows in `in_group` (race None: the pooled row)."""
+        f, t, scored = in_group & self.sd, in_group & self.real, self.scored
         return RaceRow(
             race=race or POOLED,
             compared=race in FAIRFACE_RACES,
             fakes=int((f & scored).sum()),
             fake_errors=int((f & ~scored).sum()),
-            caught=int((f & scored & judged_fake).sum()),
+            caught=int((f & scored & self.judged_fake).sum()),
             reals=int((t & scored).sum()),
             real_errors=int((t & ~scored).sum()),
-            false_alarms=int((t & scored & judged_fake).sum()),
+            false_alarms=int((t & scored & self.judged_fake).sum()),
         )
 
-    compared = np.isin(group, FAIRFACE_RACES) & (sd | real)
-    out = []
-    for race in FAIRFACE_RACES:
-        row = counts(race, group == race)
-        side = np.where(compared, np.where(group == race, UNPRIV, PRIV), -1)
-        cells, resampled = _score(side, scored, truly_fav, judged_fav, boot, f"sd race: {race}")
-        row.aod = float(cells.average_odds_difference())
-        row.aod_boot = resampled.average_odds_difference()
-        k = resampled.k[:, UNPRIV, fake_cls]
-        n = resampled.n[:, UNPRIV, fake_cls]
-        caught = (n - k) if favourable == "real" else k
-        row.catch_boot = np.where(n > 0, caught / np.maximum(n, 1), np.nan)
-        names = ("the other six", race)
-        row.notes = [
-            v for key, v in why_undefined(cells, names, favourable, unfav).items() if key == "aod"
-        ]
-        flat = [
-            f"all {size} {what} {did[0] if hits else did[1]}"
-            for size, hits, what, did in (
-                (row.fakes, row.caught, "fakes", ("caught", "missed")),
-                (row.reals, row.false_alarms, "reals", ("called fake", "called real")),
-            )
-            if size and hits in (0, size)
-        ]
-        if flat:
-            row.notes.append(
-                f"The AOD interval gets no spread from cells judged all one way ({'; '.join(flat)}"
-                "); their Wilson intervals show that uncertainty."
-            )
-        out.append(row)
-    out.append(counts(None, compared))
-    out += [counts(race, group == race) for race in (PACIFIC, BLEND)]
-    present = [r for r in out[: len(FAIRFACE_RACES)] if r.fakes]
-    if len(present) >= 2:
-        rates = np.array([r.catch for r in present])
-        gap = float((rates.max() - rates.min()) * 100)
-        stacked = np.stack([r.catch_boot for r in present], axis=1)
-        gap_boot = (stacked.max(axis=1) - stacked.min(axis=1)) * 100
-        order = (present[int(rates.argmax())].race, present[int(rates.argmin())].race)
-    else:
-        gap, gap_boot, order = float("nan"), np.full(boot.resamples, np.nan), ("", "")
-    left_out = joined.counts[SPLIT_EXCLUDED]
-    return SdRace(fakes, out, gap, gap_boot, order, left_out)
+
+def _race_row(
+    m: _SdRows, race: str, compared: np.ndarray, favourable: str, boot: Bootstrap
+) -> RaceRow:
+    """One of FairFace's seven: its counts, AOD against the other six with its bootstrap, the
+    resampled catch rate of its fakes, and why an interval says less than it seems to."""
+    row = m.counts(race, m.group == race)
+    side = np.where(compared, np.where(m.group == race, UNPRIV, PRIV), -1)
+    cells, resampled = _score(side, m.scored, m.truly_fav, m.judged_fav, boot, f"sd race: {race}")
+    row.aod = float(cells.average_odds_difference())
+    row.aod_boot = resampled.average_odds_difference()
+    fake_cls = UNFAV if favourable == "real" else FAV
+    k = resampled.k[:, UNPRIV, fake_cls]
+    n = resampled.n[:, UNPRIV, fake_cls]
+    caught = (n - k) if favourable == "real" else k
+    row.catch_boot = np.where(n > 0, caught / np.maximum(n, 1), np.nan)
+    unfav = "fake" if favourable == "real" else "real"
+    names = ("the other six", race)
+    row.notes = [
+        v for key, v in why_undefined(cells, names, favourable, unfav).items() if key == "aod"
+    ]
+    flat = [
+        f"all {size} {what} {did[0] if hits else did[1]}"
+        for size, hits, what, did in (
+            (row.fakes, row.caught, "fakes", ("caught", "missed")),
+            (row.reals, row.false_alarms, "reals", ("called fake", "called real")),
+        )
+        if size and hits in (0, size)
+    ]
+    if flat:
+        row.notes.append(
+            f"The AOD interval gets no spread from cells judged all one way ({'; '.join(flat)}"
+            "); their Wilson intervals show that uncertainty."
+        )
+    return row
+
+
+def _catch_gap(rows: list[RaceRow], boot: Bootstrap) -> tuple[float, np.ndarray, tuple[str, str]]:
+    """The largest catch-rate gap between the races with fakes, in points, its bootstrap and
+    (highest, lowest) race; undefined (nan) with fewer than two such races."""
+    present = [r for r in rows if r.fakes]
+    if len(present) < 2:
+        return float("nan"), np.full(boot.resamples, np.nan), ("", "")
+    rates = np.array([r.catch for r in present])
+    gap = float((rates.max() - rates.min()) * 100)
+    stacked = np.stack([r.catch_boot for r in present], axis=1)
+    gap_boot = (stacked.max(axis=1) - stacked.min(axis=1)) * 100
+    return gap, gap_boot, (present[int(rates.argmax())].race, present[int(rates.argmin())].race)
 
 
 def run_audit(
