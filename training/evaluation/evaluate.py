@@ -311,51 +311,70 @@ def robustness_table(
     from .robustness import score_variant, source_paths
 
     if target == "photo":
-        folders = {r["root"] for r in chosen.rows}
-        missing = sorted(f for f in folders if prepare_info(Path(f)) is None)
-        if missing:
-            raise DataError(
-                f"{', '.join(missing)}: no prepare.json (nor a shard's), so the source photos "
-                "are unknown; pass --robustness-on crop."
-            )
+        _require_sources(chosen.rows)
     paths = source_paths(chosen.rows, target, roots)
     y = chosen.labels.astype(int)
     table, scores = [], {}
     for variant in variants:
         p = score_variant(paths, variant, target, spec, predict, workers, quiet)
         scores[variant] = p
-        ok = ~np.isnan(p)
-        now = metrics(y[ok], p[ok], threshold)
-        clean = metrics(y[ok], p_clean[ok], threshold)
-        table.append(
-            {
-                "variant": variant,
-                "applied_to": "source photo, then serving's detection and alignment"
-                if target == "photo"
-                else "aligned crop",
-                "images": len(y),
-                "scored": int(ok.sum()),
-                "no_face": int((~ok).sum()),
-                "accuracy": now["accuracy"],
-                "clean_accuracy": clean["accuracy"],
-                "accuracy_drop": clean["accuracy"] - now["accuracy"],
-                "roc_auc": now["roc_auc"],
-                "clean_roc_auc": clean["roc_auc"],
-                "ece": now["ece"],
-                "clean_ece": clean["ece"],
-                "threshold": threshold,
-            }
-        )
+        table.append({"variant": variant, **_variant_row(y, p, p_clean, target, threshold)})
     with (out / "robustness.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, ROBUSTNESS_FIELDS)
         writer.writeheader()
         writer.writerows(table)
-    with (out / "robustness_predictions.csv").open("w", newline="") as fh:
+    _write_variant_scores(out / "robustness_predictions.csv", chosen.rows, paths, p_clean, scores)
+    (out / "robustness.md").write_text(_robustness_markdown(table, title, target, threshold))
+    return table
+
+
+def _require_sources(rows) -> None:
+    """Degrading the source photo needs to know where it is: prepare.json says."""
+    folders = {r["root"] for r in rows}
+    missing = sorted(f for f in folders if prepare_info(Path(f)) is None)
+    if missing:
+        raise DataError(
+            f"{', '.join(missing)}: no prepare.json (nor a shard's), so the source photos "
+            "are unknown; pass --robustness-on crop."
+        )
+
+
+def _variant_row(
+    y: np.ndarray, p: np.ndarray, p_clean: np.ndarray, target: str, threshold: float
+) -> dict:
+    """One variant against the clean scores of the same images (no face found: left out)."""
+    ok = ~np.isnan(p)
+    now = metrics(y[ok], p[ok], threshold)
+    clean = metrics(y[ok], p_clean[ok], threshold)
+    return {
+        "applied_to": "source photo, then serving's detection and alignment"
+        if target == "photo"
+        else "aligned crop",
+        "images": len(y),
+        "scored": int(ok.sum()),
+        "no_face": int((~ok).sum()),
+        "accuracy": now["accuracy"],
+        "clean_accuracy": clean["accuracy"],
+        "accuracy_drop": clean["accuracy"] - now["accuracy"],
+        "roc_auc": now["roc_auc"],
+        "clean_roc_auc": clean["roc_auc"],
+        "ece": now["ece"],
+        "clean_ece": clean["ece"],
+        "threshold": threshold,
+    }
+
+
+def _write_variant_scores(path: Path, rows, paths, p_clean, scores: dict) -> None:
+    variants = list(scores)
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "true_label", "dataset", "p_clean", *variants])
-        for i, r in enumerate(chosen.rows):
+        for i, r in enumerate(rows):
             cells = ["" if np.isnan(scores[v][i]) else f"{scores[v][i]:.6f}" for v in variants]
             writer.writerow([paths[i], r["label"], r["dataset"], f"{p_clean[i]:.6f}", *cells])
+
+
+def _robustness_markdown(table: list[dict], title: str, target: str, threshold: float) -> str:
     head = ["Variant", "Scored", "No face", "Accuracy", "Clean accuracy", "Drop (points)"]
     head += ["ROC-AUC", "Clean ROC-AUC", "ECE"]
     md = [
@@ -374,8 +393,7 @@ def robustness_table(
         f"{_fmt(r['clean_roc_auc'])} | {_fmt(r['ece'])} |"
         for r in table
     ]
-    (out / "robustness.md").write_text("\n".join(md) + "\n")
-    return table
+    return "\n".join(md) + "\n"
 
 
 def evaluate(
