@@ -90,16 +90,37 @@ def _f3(v) -> str:
 
 
 def markdown(table: dict, title: str, strict: float = 0.01) -> str:
-    """Two tables: at the operating point, and at `strict` false alarms on every real source."""
+    """Two tables: at the operating point, and at `strict` false alarms on every real source;
+    then the last view's catch at each level, and ROC-AUC against a fake's own collection."""
     views = list(table)
+    first = table[views[0]]["operating"]
     sources = sorted({s for v in views for s in table[v]["operating"]})
-    fakes = [s for s in sources if "fakes" in table[views[0]]["operating"][s]]
-    reals = [s for s in sources if "reals" in table[views[0]]["operating"][s]]
+    fakes = [s for s in sources if "fakes" in first[s]]
+    reals = [s for s in sources if "reals" in first[s]]
     head = "| source | " + " | ".join(VIEW_TITLES.get(v, v) for v in views) + " |"
     rule = "|---" * (len(views) + 1) + "|"
+    lines = [f"# {title}", ""]
+    lines += _operating_lines(table, fakes, reals, head, rule)
+    lines += _strict_lines(table, fakes, strict, head, rule)
+    lines += _level_lines(table, fakes)
+    own = [s for s in fakes if first[s].get("auc_vs_own_reals") is not None]
+    if own:
+        lines += ["", "ROC-AUC of a generator's fakes against its own collection's reals:", ""]
+        lines += [head, rule]
+        for s in own:
+            cells = [_f3(table[v]["operating"][s]["auc_vs_own_reals"]) for v in views]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _row(label: str, cells: list[str]) -> str:
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def _operating_lines(table: dict, fakes: list, reals: list, head: str, rule: str) -> list[str]:
+    views = list(table)
+    first = table[views[0]]["operating"]
     lines = [
-        f"# {title}",
-        "",
         "At the operating point (every real validation source ≤ 2 % called "
         "fake): fakes caught (ROC-AUC against every real photo of the split) and reals kept.",
         "",
@@ -111,27 +132,23 @@ def markdown(table: dict, title: str, strict: float = 0.01) -> str:
         for v in views:
             r = table[v]["operating"][s]
             cells.append(f"{_pct(r['caught'])} ({_f3(r['auc_vs_every_real'])})")
-        lines.append(
-            f"| {s} fakes, n={table[views[0]]['operating'][s]['fakes']} | "
-            + " | ".join(cells)
-            + " |"
-        )
+        lines.append(_row(f"{s} fakes, n={first[s]['fakes']}", cells))
     for s in reals:
         cells = [_pct(table[v]["operating"][s]["kept"]) for v in views]
-        lines.append(
-            f"| {s} reals kept, n={table[views[0]]['operating'][s]['reals']} | "
-            + " | ".join(cells)
-            + " |"
+        lines.append(_row(f"{s} reals kept, n={first[s]['reals']}", cells))
+    lines.append(_row("threshold", [f"{table[v]['threshold']:.4f}" for v in views]))
+    lines.append(
+        _row(
+            "ROC-AUC, ECE (all)",
+            [f"{_f3(table[v]['roc_auc'])}, {_f3(table[v]['ece'])}" for v in views],
         )
-    lines.append(
-        "| threshold | " + " | ".join(f"{table[v]['threshold']:.4f}" for v in views) + " |"
     )
-    lines.append(
-        "| ROC-AUC, ECE (all) | "
-        + " | ".join(f"{_f3(table[v]['roc_auc'])}, {_f3(table[v]['ece'])}" for v in views)
-        + " |"
-    )
-    lines += [
+    return lines
+
+
+def _strict_lines(table: dict, fakes: list, strict: float, head: str, rule: str) -> list[str]:
+    views = list(table)
+    lines = [
         "",
         f"At ≤ {strict:.0%} false alarms on every real source of this split (the cut "
         "read off the split itself): each learned generator's catch.",
@@ -140,36 +157,28 @@ def markdown(table: dict, title: str, strict: float = 0.01) -> str:
         rule,
     ]
     for s in fakes:
-        cells = [_pct(table[v]["strict"]["sources"][s]["caught"]) for v in views]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| worst real source's false alarms | "
-        + " | ".join(_pct(table[v]["strict"]["worst_false_alarm"]) for v in views)
-        + " |"
-    )
-    levels = table[views[-1]].get("levels")
-    if levels:
-        lines += [
-            "",
-            f"{VIEW_TITLES.get(views[-1], views[-1])}: each generator's catch at ≤ 2 %, 1 % and "
-            "0.5 % false alarms on every real source of this split (processed reals included).",
-            "",
-            "| source | " + " | ".join(f"≤ {100 * float(r):g} %" for r in levels) + " |",
-            "|---" * (len(levels) + 1) + "|",
-        ]
-        for s in fakes:
-            cells = [_pct(lv["sources"][s]["caught"]) for lv in levels.values()]
-            lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        lines.append(
-            "| worst real source's false alarms | "
-            + " | ".join(_pct(lv["worst_false_alarm"]) for lv in levels.values())
-            + " |"
-        )
-    own = [s for s in fakes if table[views[0]]["operating"][s].get("auc_vs_own_reals") is not None]
-    if own:
-        lines += ["", "ROC-AUC of a generator's fakes against its own collection's reals:", ""]
-        lines += [head, rule]
-        for s in own:
-            cells = [_f3(table[v]["operating"][s]["auc_vs_own_reals"]) for v in views]
-            lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append(_row(s, [_pct(table[v]["strict"]["sources"][s]["caught"]) for v in views]))
+    worst = [_pct(table[v]["strict"]["worst_false_alarm"]) for v in views]
+    lines.append(_row("worst real source's false alarms", worst))
+    return lines
+
+
+def _level_lines(table: dict, fakes: list) -> list[str]:
+    """The served (last) view at every level of false alarms, when measured."""
+    last = list(table)[-1]
+    levels = table[last].get("levels")
+    if not levels:
+        return []
+    lines = [
+        "",
+        f"{VIEW_TITLES.get(last, last)}: each generator's catch at ≤ 2 %, 1 % and "
+        "0.5 % false alarms on every real source of this split (processed reals included).",
+        "",
+        "| source | " + " | ".join(f"≤ {100 * float(r):g} %" for r in levels) + " |",
+        "|---" * (len(levels) + 1) + "|",
+    ]
+    for s in fakes:
+        lines.append(_row(s, [_pct(lv["sources"][s]["caught"]) for lv in levels.values()]))
+    worst = [_pct(lv["worst_false_alarm"]) for lv in levels.values()]
+    lines.append(_row("worst real source's false alarms", worst))
+    return lines
