@@ -53,6 +53,20 @@ def summarise_fairface(predictions: Path, labels: Path | None, out: Path) -> Non
     by_path: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_path[r["path"]].append(r)
+    summary = _fairface_summary(predictions, by_path)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    with (out / "metrics.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, FAIRFACE_FIELDS)
+        writer.writeheader()
+        writer.writerow(summary)
+    if labels is not None:
+        _write_no_face_by_group(predictions, by_path, labels, out / "no_face_by_group.csv")
+
+
+def _fairface_summary(predictions: Path, by_path: dict[str, list[dict]]) -> dict:
+    """Each photo's largest face (face 0) scored; photos without one counted by their error."""
     errors: Counter = Counter()
     scored, extra = [], 0
     for group in by_path.values():
@@ -67,7 +81,7 @@ def summarise_fairface(predictions: Path, labels: Path | None, out: Path) -> Non
             errors[next((r["error"] for r in group if r["error"]), "no_face")] += 1
     called_real = sum(1 for r in scored if r["label"] == "real")
     n = len(scored)
-    summary = {
+    return {
         "source": str(predictions),
         "images": len(by_path),
         "faces_found": n,
@@ -81,15 +95,12 @@ def summarise_fairface(predictions: Path, labels: Path | None, out: Path) -> Non
         "false_positive_rate": f"{(n - called_real) / n:.6f}" if n else "",
         "mean_p_fake": f"{sum(num(r['p_fake']) for r in scored) / n:.6f}" if n else "",
     }
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    with (out / "metrics.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, FAIRFACE_FIELDS)
-        writer.writeheader()
-        writer.writerow(summary)
-    if labels is None:
-        return
+
+
+def _write_no_face_by_group(
+    predictions: Path, by_path: dict[str, list[dict]], labels: Path, path: Path
+) -> None:
+    """Per FairFace group: the photos in which no face was found, with Wilson intervals."""
     found = {
         path: any(r["face"] == "0" and not r["error"] for r in g) for path, g in by_path.items()
     }
@@ -97,15 +108,15 @@ def summarise_fairface(predictions: Path, labels: Path | None, out: Path) -> Non
     attrs = {r["file"]: r for r in read_csv(labels, ["file", *ATTRIBUTES])}
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     joined = 0
-    for path in by_path:
-        label = attrs.get(_image_key(path))
-        if label is None or not (found[path] or no_face[path]):
+    for photo in by_path:
+        label = attrs.get(_image_key(photo))
+        if label is None or not (found[photo] or no_face[photo]):
             continue  # unlabelled, or failed for another reason than finding no face
         joined += 1
         for attr in ATTRIBUTES:
             cell = counts[(attr, label[attr])]
             cell[0] += 1
-            cell[1] += no_face[path]
+            cell[1] += no_face[photo]
     if not joined:
         raise ReportError(
             f"{labels}: no `file` matches a path of {predictions} (e.g. val/1.jpg); "
@@ -115,7 +126,7 @@ def summarise_fairface(predictions: Path, labels: Path | None, out: Path) -> Non
         counts,
         key=lambda k: (ATTRIBUTES.index(k[0]), _age_order(k[1]) if k[0] == "age" else (0, k[1])),
     )
-    with (out / "no_face_by_group.csv").open("w", newline="") as fh:
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             ["attribute", "group", "images", "no_face", "no_face_rate", "lo", "hi", "labels"]

@@ -22,44 +22,11 @@ def section_fairness(folder: Path | None, out: Path) -> dict | None:
         else []
     )
     meta = read_json(folder / "fairness.json") if (folder / "fairness.json").is_file() else {}
-    di_rows, notes = [], []
-    for r in defs:
-        aod = interval(r.get("aod"), r.get("aod_lo"), r.get("aod_hi"))
-        di_rows.append(
-            [
-                r["privileged"],
-                r["unprivileged"],
-                r["n_privileged"],
-                r["n_unprivileged"],
-                interval(r["di"], r.get("di_lo"), r.get("di_hi")),
-                "undefined (no fakes)" if aod == "—" else aod,
-            ]
-        )
-        if r.get("note"):
-            notes.append(f"{r['privileged']} vs {r['unprivileged']}: {r['note']}")
-    group_rows = []
-    for g in groups:
-        rows_n = num(g["rows"])
-        group_rows.append(
-            [
-                g["definition"],
-                g["group"],
-                g["n"],
-                f"{g['errors']} ({pct(num(g['errors']) / rows_n) if rows_n else '—'})",
-                interval(
-                    g.get("real_called_fake"),
-                    g.get("real_called_fake_lo"),
-                    g.get("real_called_fake_hi"),
-                ),
-                interval(
-                    g.get("fake_called_real"),
-                    g.get("fake_called_real_lo"),
-                    g.get("fake_called_real_hi"),
-                )
-                if g.get("fake_called_real")
-                else "n/a: no fakes",
-            ]
-        )
+    notes = [
+        f"{r['privileged']} vs {r['unprivileged']}: {r['note']}" for r in defs if r.get("note")
+    ]
+    group_head = ["Definition", "Group", "n scored", "No prediction"]
+    group_head += ["Real called fake [95 % CI]", "Fake called real [95 % CI]"]
     # AIF360 calls the favourable outcome positive; say which way round it was measured.
     return {
         "favourable": meta.get("favourable", "real"),
@@ -69,26 +36,49 @@ def section_fairness(folder: Path | None, out: Path) -> dict | None:
         "class_counts": meta.get("class_counts", {}),
         "di": table(
             ["Privileged", "Unprivileged", "n priv.", "n unpriv.", "DI [95 % CI]", "AOD [95 % CI]"],
-            di_rows,
+            [_definition_row(r) for r in defs],
         ),
         "notes": notes,
-        "groups": table(
-            [
-                "Definition",
-                "Group",
-                "n scored",
-                "No prediction",
-                "Real called fake [95 % CI]",
-                "Fake called real [95 % CI]",
-            ],
-            group_rows,
-        )
-        if group_rows
-        else None,
+        "groups": table(group_head, [_group_row(g) for g in groups]) if groups else None,
         "group_rows": groups,
         "figure": figure(folder / "fairness.png", out, "Disparate impact and AOD, 95 % intervals"),
         "sd_race": section_sd_race(folder, out),
     }
+
+
+def _definition_row(r: dict) -> list:
+    """One privileged/unprivileged definition: its DI and AOD with their intervals."""
+    aod = interval(r.get("aod"), r.get("aod_lo"), r.get("aod_hi"))
+    return [
+        r["privileged"],
+        r["unprivileged"],
+        r["n_privileged"],
+        r["n_unprivileged"],
+        interval(r["di"], r.get("di_lo"), r.get("di_hi")),
+        "undefined (no fakes)" if aod == "—" else aod,
+    ]
+
+
+def _group_row(g: dict) -> list:
+    """One group: faces without a prediction, and each error rate with its interval."""
+    rows_n = num(g["rows"])
+    fake_called_real = (
+        interval(
+            g.get("fake_called_real"), g.get("fake_called_real_lo"), g.get("fake_called_real_hi")
+        )
+        if g.get("fake_called_real")
+        else "n/a: no fakes"
+    )
+    return [
+        g["definition"],
+        g["group"],
+        g["n"],
+        f"{g['errors']} ({pct(num(g['errors']) / rows_n) if rows_n else '—'})",
+        interval(
+            g.get("real_called_fake"), g.get("real_called_fake_lo"), g.get("real_called_fake_hi")
+        ),
+        fake_called_real,
+    ]
 
 
 def section_sd_race(folder: Path, out: Path) -> dict | None:
