@@ -198,6 +198,7 @@ def test_the_curve_adapts_a_model_fitted_without_an_engine(
     assert run["guard_k"] == 12 and [g["left_out"] for g in run["guard"]] == ["alpha", "beta"]
     for g in run["guard"]:
         assert "refused" in g or (0 <= g["called_fake"] <= 1 and g["reals"] > 0), g
+        assert "refused" in g or 0 <= g["called_fake_untaught"] <= 1, g
     assert "left out of the bank" in (out / "curve.md").read_text()
     import shutil
 

@@ -104,20 +104,23 @@ def section_adapt_curve(model_dir, out) -> list[dict] | None:
 
 def _guard_table(run: dict) -> dict | None:
     """`adapt-curve --guard`: each real source left out of the bank, its test reals called fake
-    after adapting, beside the model before."""
+    after adapting, beside the model not taught at the threshold chosen without that source
+    (what leaving it out costs by itself) and the model before."""
     if not run.get("guard"):
         return None
     rows = [
-        [g["left_out"], "refused", "", "", ""]
+        [g["left_out"], "refused", "", "", "", ""]
         if "refused" in g
         else [
             g["left_out"],
             g["reals"],
             pct(g["called_fake"]),
+            pct(g["called_fake_untaught"]) if "called_fake_untaught" in g else "",
             pct(g["called_fake_before"]),
             pct(g["caught"]),
         ]
         for g in run["guard"]
     ]
-    head = ["left out of the bank", "its test reals", "called fake, adapted", "before", "caught"]
+    head = ["left out of the bank", "its test reals", "called fake, adapted"]
+    head += ["not taught, threshold without it", "before", "caught"]
     return table(head, rows)
