@@ -241,4 +241,7 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))).astype(np.float32)
+    # exp(-z) overflows to inf for z < -709, which gives exactly 0: the right answer, so the
+    # warning it raises (adapt's shifts reach such logits) says nothing.
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))).astype(np.float32)
