@@ -134,6 +134,21 @@ def model_dir(tmp_path: Path) -> Path:
             )
         ],
     )
+    # Per photo: FFHQ reals 2 of 2 kept clean, 1 of 2 after jpeg75; a photo with no face after
+    # `half` is left out of the per-source table.
+    cols = ["path", "true_label", "dataset", "p_clean", "jpeg75", "half", "half+jpeg75"]
+    write_csv(
+        d / "eval" / "robustness_predictions.csv",
+        [
+            dict(zip(cols, row, strict=True))
+            for row in (
+                ("a.jpg", "real", "140k", 0.1, 0.7, 0.2, 0.3),
+                ("b.jpg", "real", "140k", 0.2, 0.3, 0.1, 0.2),
+                ("c.jpg", "fake", "sdxl", 0.9, 0.95, "", 0.9),
+                ("d.jpg", "fake", "sdxl", 0.8, 0.5, 0.9, 0.7),
+            )
+        ],
+    )
     base = {"face": "0", "x": 1, "y": 1, "w": 9, "h": 9, "error": "", "split": "test"}
     preds = []
     for i, (truth, label) in enumerate([("real", "fake")] + [("real", "real")] * 3):
@@ -625,6 +640,9 @@ def test_card_carries_the_numbers_of_its_files(
         # robustness: accuracy and drop in points per variant
         assert re.search(r"half\W+19\W+1\W+0\.7000\W+0\.8500\W+15\.0", text)
         assert re.search(r"jpeg75\W+20\W+0\W+0\.8000\W+0\.8500\W+5\.0", text)
+        # robustness per source: FFHQ reals 100 % kept clean, 50 % after jpeg75 (threshold 0.6123)
+        assert re.search(r"140k\W+reals kept\W+2\W+100\.0 %\W+50\.0 %\W+100\.0 %\W+100\.0 %", text)
+        assert re.search(r"sdxl\W+fakes caught\W+1\W+100\.0 %\W+0\.0 %\W+100\.0 %\W+100\.0 %", text)
         # leave-source-out: one subsection per run (test_leave_source_out_* for the numbers)
         assert "Leave-source-out: stable-diffusion never trained on" in text
         assert "Leave-source-out: stylegan2-unsplash never trained on" in text

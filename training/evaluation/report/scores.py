@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..calibration import ECE_BINS
 from .fairface import PREDICT_COLUMNS
-from .read import f3, f4, figure, num, read_csv, table
+from .read import f3, f4, figure, num, pct, read_csv, table
 
 
 def section_test(model_dir: Path, out: Path) -> dict | None:
@@ -100,11 +100,41 @@ def section_robustness(model_dir: Path) -> dict | None:
         for r in rows
     ]
     head = ["Variant", "Scored", "No face", "Accuracy", "Clean accuracy", "Drop (points)"]
+    threshold = num(rows[0].get("threshold")) if rows else math.nan
     return {
         "applied_to": rows[0].get("applied_to", "") if rows else "",
         "table": table([*head, "ROC-AUC", "ECE"], body),
         "worst": max((num(r["accuracy_drop"]) for r in rows), default=math.nan),
+        "by_source": _robustness_by_source(
+            model_dir / "eval" / "robustness_predictions.csv",
+            [r["variant"] for r in rows],
+            threshold,
+        ),
     }
+
+
+def _robustness_by_source(path: Path, variants: list[str], threshold: float) -> dict | None:
+    """Each (source, class): the share answered right, clean and after each variant, over the
+    photos every variant found a face in. The pooled accuracy is mostly FairFace's reals; a
+    collection whose photos a degradation moves shows only here."""
+    if not path.is_file() or math.isnan(threshold):
+        return None
+    cells: dict[tuple[str, str], list[list[bool]]] = defaultdict(list)
+    for r in read_csv(path, ["dataset", "true_label", "p_clean", *variants]):
+        scores = [r["p_clean"], *(r[v] for v in variants)]
+        if "" in scores:
+            continue
+        fake = r["true_label"] == "fake"
+        cells[(r["dataset"], r["true_label"])].append(
+            [(num(p) >= threshold) == fake for p in scores]
+        )
+    rows = []
+    for (source, label), right in sorted(cells.items()):
+        shares = [pct(sum(col) / len(right)) for col in zip(*right, strict=True)]
+        rows.append(
+            [source, "fakes caught" if label == "fake" else "reals kept", len(right), *shares]
+        )
+    return table(["Source", "Share", "n", "clean", *variants], rows)
 
 
 def section_sources(model_dir: Path, fairface: dict | None) -> dict:
