@@ -177,16 +177,23 @@ MODEL_NAME ?= efficientnet_lite0-rgb160
 # The paper's VGG-10 (the design card's model), trained on the same data: `make paper-model`.
 PAPER_RECIPE ?= --model vgg10 --size 128 --color gray --epochs 20
 
-# The CNN view of the shipped model: the 2 December EfficientNet-Lite0, taken from the commit
-# that shipped it (git keeps it). It never saw FLUX.1 or SDXL; the CLIP view learns them. `make
-# cnn` retrains it on every source with the recipe above (~1 h here; measured, not yet shipped).
-SHIPPED_CNN := cnn-2dec:6bc6518
-# Earlier CNNs, for leave-one-engine-out: the 27 November one never saw any diffusion engine.
-CNNS := $(SHIPPED_CNN) cnn-27nov:55655a8
+# The CNN view of the shipped model: the 7 December EfficientNet-Lite0, the recipe above on every
+# source (FLUX.1, SDXL and the chained reals included), taken from the commit that shipped it (git
+# keeps it: the served model.tflite, and its export's model.json beside its training record in
+# models/default/training/). `make cnn` trains it again (~1 h 10 min here).
+SHIPPED_CNN := cnn-7dec:d8d5f5f
+# Earlier CNNs, for leave-one-engine-out: the 2 December one never saw FLUX.1 or SDXL, the
+# 27 November one no diffusion engine at all.
+CNNS := $(SHIPPED_CNN) cnn-2dec:6bc6518 cnn-27nov:55655a8
+CNN_RECORD := config.json history.csv accuracy.png loss.png model.json
 runs/cnn-%/model.json:
-	mkdir -p runs/cnn-$*
+	mkdir -p runs/cnn-$*/training
 	commit=$(lastword $(subst :, ,$(filter cnn-$*:%,$(CNNS)))); \
-	for f in model.json model.tflite; do git show $$commit:models/default/$$f > runs/cnn-$*/$$f || exit 1; done
+	git show $$commit:models/default/model.tflite > runs/cnn-$*/model.tflite || exit 1; \
+	for f in $(CNN_RECORD); do git show $$commit:models/default/training/$$f \
+		> runs/cnn-$*/training/$$f 2>/dev/null || rm runs/cnn-$*/training/$$f; done; \
+	if [ -f runs/cnn-$*/training/model.json ]; then cp runs/cnn-$*/training/model.json runs/cnn-$*/; \
+	else git show $$commit:models/default/model.json > runs/cnn-$*/model.json; fi
 
 CNN ?= runs/$(firstword $(subst :, ,$(SHIPPED_CNN)))
 model: $(CNN)/model.json $(SCORED:%=%/prepare.json)  ## fit the CLIP view and fusion, evaluate, audit models/default, write its card (~1 h)
@@ -198,6 +205,9 @@ cnn: $(ALIGNED:%=%/prepare.json)  ## retrain the CNN on every source -> runs/def
 	$(BIN)/python -m training train $(ALIGNED:%=--data %) $(RECIPE) --out runs/default $(if $(wildcard runs/default/last.keras),--resume)
 	$(BIN)/python -m training export runs/default --out runs/default/cnn --name $(MODEL_NAME) \
 		--threshold reals
+	mkdir -p runs/default/cnn/training
+	cp $(addprefix runs/default/,$(filter-out model.json,$(CNN_RECORD))) runs/default/cnn/model.json \
+		runs/default/cnn/training/
 
 evaluate: $(SCORED:%=%/prepare.json)  ## $(MODEL) on every source's test split, and degraded copies
 	$(BIN)/python -m training evaluate --model $(MODEL) $(SCORED:%=--data %) --split test \
@@ -209,10 +219,12 @@ evaluate: $(SCORED:%=%/prepare.json)  ## $(MODEL) on every source's test split, 
 # ~45 min here the first time (the features of ~20,000 faces), then minutes a fit.
 views: $(CNN)/model.json $(VIEWS_DATA:%=%/prepare.json)  ## add the CLIP view to $(CNN) -> models/default
 	$(BIN)/python -m training fuse --cnn $(CNN) $(VIEWS_DATA:%=--data %) --out models/default
+	if [ -d $(CNN)/training ]; then rm -rf models/default/training; \
+		cp -r $(CNN)/training models/default/training; fi
 
 # What carries to an engine never seen: the two-view model refitted without each diffusion
 # engine (its CLIP head and fusion never see it; the CNN is one that never saw it either: the
-# 27 November CNN for Stable Diffusion, the shipped one for FLUX.1 and SDXL), once on the middle
+# 27 November CNN for Stable Diffusion, the 2 December one for FLUX.1 and SDXL), once on the middle
 # layers' feature and once on the last layer's alone (the lever), each with the same linear head
 # (a minute a refit here; a bag of MLPs takes several) -> runs/lo-<engine>-<feature>, and their
 # views.json in models/default/views/leave-*/.
