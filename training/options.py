@@ -31,13 +31,17 @@ def add_checkpoint(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best", help=help)
 
 
+# The largest share of any real validation source a two-view model may call fake.
+FALSE_ALARM = 0.02
+
+
 def add_false_alarm(parser: argparse.ArgumentParser) -> None:
     """--false-alarm of a two-view model's operating point: fuse sets it, adapt sets it again
     by the same rule, so the two read it alike."""
     parser.add_argument(
         "--false-alarm",
         type=float,
-        default=0.02,
+        default=FALSE_ALARM,
         metavar="RATE",
-        help="the largest share of any real validation source called fake (0.02)",
+        help=f"the largest share of any real validation source called fake ({FALSE_ALARM})",
     )

@@ -31,7 +31,7 @@ from shared.model import SPEC_FILE, Model
 
 from ..data.datasets import DataError
 from ..evaluation.calibration import false_alarm_threshold
-from ..options import add_false_alarm
+from ..options import FALSE_ALARM, add_false_alarm
 from .bank import Bank, extended, read_bank
 from .fit import Faces, _fit_logistic, fit_linear
 
@@ -167,7 +167,7 @@ def adapt_faces(
     fakes: NewFaces,
     name: str,
     reals: NewFaces | None = None,
-    rate: float = 0.02,
+    rate: float = FALSE_ALARM,
     seed: int = 0,
     say=None,
 ) -> Adapted:

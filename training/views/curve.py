@@ -21,6 +21,7 @@ from shared.model import Model
 
 from ..data.datasets import DataError, read_prepared, source_of
 from ..evaluation.calibration import false_alarm_threshold
+from ..options import FALSE_ALARM
 from .adapt import AdaptRefused, NewFaces, adapt_faces, with_engine
 from .bank import Bank, read_bank
 from .fit import Faces
@@ -29,7 +30,6 @@ from .measure import source_rates
 
 GOALS = {10: 0.5, 50: 0.8}  # the issue's: share of the engine's test fakes caught with k faces
 GUARD_K = 50  # faces taught when the guard is measured with a real source left out
-RATE = 0.02  # adapt's default: the most of any real validation source called fake
 
 
 def _measure(model: Model, test, engine: str, cut: float) -> dict:
@@ -124,7 +124,7 @@ def guard_for(start: Model, bank: Bank, fakes: NewFaces, test, engine: str) -> l
         row: dict = {"left_out": source}
         try:
             unseen = without(bank, source)
-            got = adapt_faces(start, unseen, fakes, engine, rate=RATE)
+            got = adapt_faces(start, unseen, fakes, engine, rate=FALSE_ALARM)
             taught = with_engine(start, got.engine)
             p = taught.score_views(np.empty(0), test.p_cnn, test.features).p_fake
             rates = source_rates(test, p, got.threshold)
@@ -146,7 +146,7 @@ def _untaught(start: Model, bank: Bank, test, p_test: np.ndarray) -> dict[str, f
     validation photos choose (the start model's own, unless a binding source is left out)."""
     v = bank.valid
     p_valid = start.score_views(np.empty(0), v.p_cnn, v.features).p_fake
-    cut, _, _ = false_alarm_threshold(v.y, p_valid, v.sources, RATE)
+    cut, _, _ = false_alarm_threshold(v.y, p_valid, v.sources, FALSE_ALARM)
     rates = source_rates(test, p_test, cut)
     return {s: 1 - r["kept"] for s, r in rates.items() if "kept" in r}
 
