@@ -288,9 +288,10 @@ def _write_views(report: Path, summary: dict, served: Model, leave: set[str], qu
     title = f"{served.spec.name} {served.spec.version}: the views side by side (test split)"
     if leave:
         title += f", trained without {', '.join(sorted(leave))}"
-    (report / "views.md").write_text(markdown(summary["test"], title))
+    text = markdown(summary["test"], title)
+    (report / "views.md").write_text(text)
     if not quiet:
-        print(markdown(summary["test"], title))
+        print(text)
 
 
 HELP = "add the CLIP view to an exported CNN: one model folder with two views"
