@@ -81,13 +81,20 @@ frontend-test: frontend/node_modules/.package-lock.json
 
 test: frontend-test pytest  ## set up and run every test (ruff, Vitest, pytest incl. Chromium)
 
+# Re-shared copies (`training chain --steps reshare`): every collection's training and validation
+# photos, half of them shrunk, saved once as JPEG 50-95, reals and fakes alike, so a photo re-saved
+# by its owner is not taken for a FLUX.1 or SDXL face (their fakes all carry JPEG blocks).
+RESHARED := runs/aligned-140k-reshare runs/aligned-su-reshare runs/aligned-sd-reshare \
+	runs/aligned-fairface-reshare runs/aligned-rp-reshare runs/aligned-t2i-real-reshare \
+	runs/aligned-flux1-schnell-reshare runs/aligned-sdxl-reshare
 # The sources the shipped model trains on, aligned by serving's own code (resumable): five
 # engines (StyleGAN 140k, StyleGAN2, Stable Diffusion 2.1, FLUX.1 [schnell], SDXL), the real
-# collections, and copies of three real collections put through t2i/'s figure-grid JPEG chain,
-# so that chain is seen on real photos too and carries no label (`training chain`, DATA.md).
+# collections, copies of three real collections put through t2i/'s figure-grid JPEG chain, so
+# that chain is seen on real photos too and carries no label (`training chain`, DATA.md), and the
+# re-shared copies above.
 ALIGNED := runs/aligned-140k runs/aligned-su runs/aligned-sd runs/aligned-rp \
 	runs/aligned-fairface-train runs/aligned-flux runs/aligned-sdxl runs/aligned-t2i-real \
-	runs/aligned-140k-chain runs/aligned-su-chain runs/aligned-fairface-chain
+	runs/aligned-140k-chain runs/aligned-su-chain runs/aligned-fairface-chain $(RESHARED)
 # What the views and evaluation score: the training sources' test splits, FairFace val, and
 # chained copies of test photos (Stable Diffusion's fakes, 700 FairFace val reals) that show
 # whether the chain moves an answer.
@@ -150,6 +157,28 @@ runs/aligned-fairface-val-chain/prepare.json: runs/aligned-fairface-val/prepare.
 	$(BIN)/python -m training chain runs/fairface-val-src runs/chain-src/fairface-val-chain --fake "" \
 		--limit 700 --quiet
 	$(BIN)/python -m training prepare runs/chain-src/fairface-val-chain runs/aligned-fairface-val-chain
+
+# Re-shared copies: $(1) the source, $(2) the copy's name, $(3) more `chain` options. Fakes of the
+# training split only: the validation split's fakes stay the engines' own, as fuse's criterion is
+# the mean catch over engines.
+reshare = $(BIN)/python -m training chain $(1) runs/chain-src/$(2) --steps reshare \
+	--real train,valid --fake train $(3) --quiet && \
+	$(BIN)/python -m training prepare runs/chain-src/$(2) runs/aligned-$(2)
+
+runs/aligned-140k-reshare/prepare.json: | $(VENV)/.test
+	$(call reshare,$(DATA)/real-vs-fake,140k-reshare,--limit 600)
+runs/aligned-su-reshare/prepare.json: | $(VENV)/.test
+	$(call reshare,$(DATA)/stylegan2-unsplash,su-reshare)
+runs/aligned-sd-reshare/prepare.json: | $(VENV)/.test
+	$(call reshare,$(DATA)/stable-diffusion,sd-reshare)
+runs/aligned-fairface-reshare/prepare.json: runs/aligned-fairface-train/prepare.json
+	$(call reshare,runs/fairface-train-src,fairface-reshare,--limit 600)
+runs/aligned-rp-reshare/prepare.json: | $(VENV)/.test
+	$(call reshare,$(DATA)/real-portraits,rp-reshare)
+runs/aligned-t2i-real-reshare/prepare.json: | $(VENV)/.test
+	$(call reshare,$(DATA)/t2i-real,t2i-real-reshare)
+runs/aligned-%-reshare/prepare.json: runs/t2i-src/%/.linked | $(VENV)/.test
+	$(call reshare,runs/t2i-src/$*,$*-reshare)
 
 # FairFace train photos (all real; prepare holds 10 % out as valid). FairFace val stays the
 # fairness audit's and is never trained on.
@@ -246,7 +275,7 @@ leave-engine-out: runs/cnn-2dec/model.json runs/cnn-27nov/model.json $(VIEWS_DAT
 # (runs/leave-<s>-out/two-view: the two-view model that never saw the generator, where
 # `make adapt-curve` starts). "<source> fakes vs every real" is how a generator never seen ranks
 # against real photos of every kind. su: StyleGAN2 (stylegan2-unsplash, its reals left out too),
-# sd: Stable Diffusion 2.1. ~40 min each here.
+# sd: Stable Diffusion 2.1. The source's re-shared copies are left out with it. ~40 min each here.
 LSO_EPOCHS ?= 14
 LEFT_OUT   ?= sd flux sdxl
 SOURCE_sd  := stable-diffusion
@@ -255,7 +284,10 @@ SOURCE_flux := flux1-schnell
 SOURCE_sdxl := sdxl
 leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs and tables (~80 min)
 	for s in $(LEFT_OUT); do \
-		data=$$(for d in $(ALIGNED); do [ $$d = runs/aligned-$$s ] || printf -- '--data %s ' $$d; done); \
+		source=$$(case $$s in sd) echo $(SOURCE_sd);; su) echo $(SOURCE_su);; \
+			flux) echo $(SOURCE_flux);; sdxl) echo $(SOURCE_sdxl);; esac); \
+		data=$$(for d in $(ALIGNED); do case $$d in runs/aligned-$$s|runs/aligned-$$s-reshare| \
+			runs/aligned-$$source-reshare) ;; *) printf -- '--data %s ' $$d;; esac; done); \
 		$(BIN)/python -m training train $$data $(RECIPE) --epochs $(LSO_EPOCHS) \
 			--out runs/leave-$$s-out $$(test -f runs/leave-$$s-out/last.keras && echo --resume) \
 			|| exit 1; \
@@ -263,8 +295,6 @@ leave-source-out: $(ALIGNED:%=%/prepare.json)  ## leave-one-generator-out runs a
 			--threshold reals --no-explain || exit 1; \
 		$(BIN)/python -m training evaluate --model runs/leave-$$s-out/model $(ALIGNED:%=--data %) \
 			--split test --by dataset --out models/default/leave-source-out/$$s --quiet || exit 1; \
-		source=$$(case $$s in sd) echo $(SOURCE_sd);; su) echo $(SOURCE_su);; \
-			flux) echo $(SOURCE_flux);; sdxl) echo $(SOURCE_sdxl);; esac); \
 		$(BIN)/python -m training fuse --cnn runs/leave-$$s-out/model $(ALIGNED:%=--data %) \
 			--leave-out $$source --out runs/leave-$$s-out/two-view --quiet || exit 1; \
 		cp runs/leave-$$s-out/two-view/views/views.json models/default/leave-source-out/$$s/; \

@@ -1,5 +1,6 @@
-"""`training chain`: copies of a dataset's photos through t2i/'s figure-grid JPEG chain, in a
-layout `prepare` reads with the source's own splits and labels."""
+"""`training chain`: copies of a dataset's photos through t2i/'s figure-grid JPEG chain (or
+re-shared: shrunk or not, saved once as JPEG), in a layout `prepare` reads with the source's own
+splits and labels, named in the card and on the page by the collection they copy."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from training.data.chain import TILE, grid_chain
+from training.data.chain import RESHARE_QUALITY, RESHARE_SHRINK, TILE, grid_chain, reshare
 from training.data.datasets import read_source
+from training.data.sources import collections, generator_names
 
 
 def _jpeg(array: np.ndarray) -> bytes:
@@ -60,3 +62,64 @@ def test_chain_copies_the_asked_labels_and_splits_for_prepare(tmp_path):
     assert sorted((r.split, r.label) for r in records) == [("test", "fake"), ("test", "real")]
     assert main(["chain", str(src), str(tmp_path / "x"), "--real", "dev"]) == 2
     assert main(["chain", str(src), str(src / "inside")]) == 2
+
+
+def test_reshare_shrinks_half_the_copies_and_saves_each_once_as_jpeg():
+    photo = Image.fromarray(data.astronaut())
+    assert reshare(photo, "a.jpg") == reshare(photo, "a.jpg")  # the same copy every time
+    sides, qualities = [], []
+    for i in range(40):
+        with Image.open(io.BytesIO(reshare(photo, f"{i}.jpg"))) as copy:
+            assert copy.format == "JPEG" and copy.layer[0][1:3] == (2, 2)  # 4:2:0
+            sides.append(copy.width / photo.width)
+            qualities.append(copy.quantization[0][0])  # the luma table's DC step
+            served = np.asarray(copy.convert("RGB").resize(photo.size), np.float32)
+        assert np.abs(served - np.asarray(photo, np.float32)).mean() < 12  # the same picture
+    shrunk = [s for s in sides if s < 1]
+    assert 10 <= len(shrunk) <= 30 and sides.count(1.0) == 40 - len(shrunk)
+    assert min(shrunk) >= RESHARE_SHRINK[0] - 0.01 and max(shrunk) <= RESHARE_SHRINK[1] + 0.01
+    assert len(set(qualities)) > 5 and RESHARE_QUALITY[0] < 60  # qualities vary, low ones too
+
+
+def test_chain_reshare_writes_copies_prepare_reads(tmp_path):
+    from training.__main__ import main
+
+    src = tmp_path / "collection"
+    for label in ("real", "fake"):
+        (src / "train" / label).mkdir(parents=True)
+        (src / "train" / label / f"{label}.jpg").write_bytes(_jpeg(data.astronaut()))
+    out = tmp_path / "collection-reshare"
+    args = ["chain", str(src), str(out), "--steps", "reshare", "--real", "train", "--fake", "train"]
+    assert main(args) == 0
+    _, records = read_source(out)
+    assert sorted(r.label for r in records) == ["fake", "real"]
+    real = (out / "train" / "real" / "real.jpg").read_bytes()
+    assert real == reshare(Image.open(src / "train" / "real" / "real.jpg"), "train/real/real.jpg")
+
+
+def test_copies_are_named_by_the_collection_and_engine_they_copy():
+    sources = ["140k", "140k-chain", "140k-reshare", "fairface", "sdxl", "sdxl-reshare"]
+    text = collections(sources)
+    assert text.count("the 140k set") == 1 and text.count("SDXL faces") == 1
+    assert "; copies of 1 of them re-saved like the new engines' faces" in text
+    assert "and of 2 of them shrunk and re-saved as JPEG" in text
+    assert collections(["fairface"]) == "FairFace photos"
+    assert generator_names(["sdxl-reshare", "140k", "sdxl", "140k-reshare"]) == [
+        "StyleGAN (the 140k set: FFHQ photos vs StyleGAN faces)",
+        "SDXL (Stability AI)",
+    ]
+
+
+def test_leaving_a_source_out_leaves_its_copies_out():
+    from training.views.bank import Bank
+    from training.views.curve import without
+    from training.views.fit import Faces
+    from training.views.fuse import _left_out
+
+    assert _left_out("sdxl-reshare", {"sdxl"}) and _left_out("140k-chain", {"140k"})
+    assert not _left_out("sdxl-reshare", {"140k"}) and not _left_out("sdxl", {"sdxl-reshare"})
+    sources = ["140k", "140k-reshare", "140k-chain", "fairface"]
+    rows = [{"dataset": s, "label": "real"} for s in sources]
+    faces = Faces(rows, np.zeros(4), {"layers": np.eye(4, dtype=np.float32)}, np.zeros(4))
+    less = without(Bank("layers", faces, faces), "140k")
+    assert less.train_reals.sources == ["fairface"] and less.valid.sources == ["fairface"]

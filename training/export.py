@@ -13,7 +13,7 @@ import numpy as np
 
 from shared.model import SPEC_FILE, Model, ModelSpec
 
-from .data.sources import GENERATORS, NOT_LEARNED, collections
+from .data.sources import NOT_LEARNED, collections, generator_names
 from .errors import CommandError
 from .options import add_checkpoint
 
@@ -237,7 +237,7 @@ def generators(cfg: dict) -> dict:
     cells = cfg.get("classes", {}).get("balance", {}).get("cells", [])
     fake_sources = sorted({c["source"] for c in cells if c["class"] == "fake"})
     return {
-        "learned": [GENERATORS.get(s, s) for s in fake_sources],
+        "learned": generator_names(fake_sources),
         "not_learned": NOT_LEARNED,
     }
 

@@ -37,15 +37,39 @@ CHAINED_FROM = {
     "fairface-val-chain": "fairface",
 }
 
+# Each re-shared copy (`training chain --steps reshare`) and the source it was copied from.
+RESHARED_FROM = {
+    "140k-reshare": "140k",
+    "su-reshare": "stylegan2-unsplash",
+    "sd-reshare": "stable-diffusion",
+    "fairface-reshare": "fairface",
+    "rp-reshare": "real-portraits",
+    "t2i-real-reshare": "t2i-real",
+    "flux1-schnell-reshare": "flux1-schnell",
+    "sdxl-reshare": "sdxl",
+}
 
-def collection_name(source: str) -> str:
-    """A source (prepare's dataset name) as a person would name it; a chained copy is its
-    original's photos after the figure-grid JPEG chain the FLUX.1 and SDXL faces went through."""
-    if source in CHAINED_FROM:
-        base = CHAINED_FROM[source]
-        return f"{COLLECTIONS.get(base, base)}, re-saved like the new engines' faces"
-    return COLLECTIONS.get(source, source)
+
+def original(source: str) -> str:
+    """The source a processed copy was made from; any other source is its own."""
+    return CHAINED_FROM.get(source) or RESHARED_FROM.get(source) or source
+
+
+def generator_names(fake_sources: list[str]) -> list[str]:
+    """The engines behind these fake sources, once each: a copy's engine is its original's."""
+    names = [GENERATORS.get(original(s), original(s)) for s in sorted(fake_sources)]
+    return list(dict.fromkeys(names))
 
 
 def collections(sources: list[str]) -> str:
-    return "; ".join(collection_name(s) for s in sorted(set(sources)))
+    """The collections in a person's words, each once; processed copies are counted after
+    them instead of repeating their originals' names."""
+    text = "; ".join(COLLECTIONS.get(s, s) for s in sorted({original(s) for s in sources}))
+    chained = len({s for s in sources if s in CHAINED_FROM})
+    reshared = len({s for s in sources if s in RESHARED_FROM})
+    copies = []
+    if chained:
+        copies.append(f"{chained} of them re-saved like the new engines' faces")
+    if reshared:
+        copies.append(f"{reshared} of them shrunk and re-saved as JPEG")
+    return f"{text}; copies of {' and of '.join(copies)}" if copies else text

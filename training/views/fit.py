@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from shared import clip
 
@@ -101,13 +102,14 @@ def head_names() -> list[str]:
     ]
 
 
-def candidate_heads(
-    train: Faces, feature: str, only: str | None = None
-) -> list[tuple[str, object]]:
-    """Every head of the search, or only the one named `only` (a refit that keeps a choice)."""
+def candidate_heads(train: Faces, feature: str, only: str | None = None, quiet: bool = True):
+    """Every head of the search, or only the one named `only` (a refit that keeps a choice),
+    fitted one at a time as they are asked for (minutes each on many faces: a progress bar)."""
     fits = [lambda c=c: fit_linear(train, feature, c) for c in HEAD_CS]
     fits += [lambda a=a: fit_mlp(train, feature, a) for a in MLP_ALPHAS]
-    return [(n, fit()) for n, fit in zip(head_names(), fits, strict=True) if only in (None, n)]
+    chosen = [(n, fit) for n, fit in zip(head_names(), fits, strict=True) if only in (None, n)]
+    for name, fit in tqdm(chosen, desc="CLIP heads", unit="head", disable=quiet):
+        yield name, fit()
 
 
 def mean_catch(faces: Faces, p: np.ndarray, rate: float) -> tuple[float, float]:
@@ -122,7 +124,12 @@ def mean_catch(faces: Faces, p: np.ndarray, rate: float) -> tuple[float, float]:
 
 
 def fit_views(
-    train: Faces, valid: Faces, feature: str, rate: float, only: str | None = None
+    train: Faces,
+    valid: Faces,
+    feature: str,
+    rate: float,
+    only: str | None = None,
+    quiet: bool = True,
 ) -> tuple[object, clip.Fusion, list[dict]]:
     """(head, fusion, what was tried): the head whose fusion with the CNN catches the most
     validation fakes at the operating point (a person's need: catches at a false-alarm rate they
@@ -131,7 +138,7 @@ def fit_views(
     from sklearn.metrics import log_loss
 
     tried = []
-    for name, head in candidate_heads(train, feature, only):
+    for name, head in candidate_heads(train, feature, only, quiet):
         logit = head.logit(valid.features)
         fusion = fit_fusion(valid, logit)
         p = clip.sigmoid(fusion.logit(clip.logit(valid.p_cnn), logit))

@@ -22,7 +22,7 @@ from shared.model import SPEC_FILE, Model
 
 from ..data.datasets import DataError, read_prepared, source_of, usable
 from ..data.pipeline import cached_pixels
-from ..data.sources import GENERATORS, NOT_LEARNED, collections
+from ..data.sources import NOT_LEARNED, collections, generator_names, original
 from ..evaluation.calibration import ece, false_alarm_threshold
 from ..options import add_false_alarm
 from .bank import write_bank
@@ -43,6 +43,11 @@ FUSION_RULE = (
 )
 
 
+def _left_out(source: str, leave_out: set[str]) -> bool:
+    """A source is left out when named, or when the source it is a processed copy of is."""
+    return source in leave_out or original(source) in leave_out
+
+
 def load_faces(
     prepared: list,
     split: str,
@@ -52,11 +57,11 @@ def load_faces(
     leave_out: set[str],
     quiet: bool,
 ) -> Faces:
-    """One split of every folder, less the left-out sources, with CLIP features (cached) and,
-    given `cnn`, its P(fake) as serving computes it (to_input pixels, LiteRT)."""
+    """One split of every folder, less the left-out sources and their copies, with CLIP features
+    (cached) and, given `cnn`, its P(fake) as serving computes it (to_input pixels, LiteRT)."""
     rows, feats, p_cnn = [], [], []
     for p in prepared:
-        chosen = [r for r in usable(p.rows, split) if source_of(r) not in leave_out]
+        chosen = [r for r in usable(p.rows, split) if not _left_out(source_of(r), leave_out)]
         if not chosen:
             continue
         rows += [{**r, "root": str(p.root)} for r in chosen]
@@ -176,8 +181,7 @@ def _operating_point(valid: Faces, p: np.ndarray, rate: float, cut: float) -> di
 def _learned(train: Faces, cnn_doc: dict) -> list[str]:
     """The engines either view learned: the CLIP head's fake sources, then any the CNN names
     that the head did not see."""
-    mine = sorted({s for s, y in zip(train.sources, train.y, strict=True) if y == 1})
-    named = [GENERATORS.get(s, s) for s in mine]
+    named = generator_names([s for s, y in zip(train.sources, train.y, strict=True) if y == 1])
     theirs = cnn_doc.get("generators", {}).get("learned", [])
     return named + [g for g in theirs if g not in named]
 
@@ -198,7 +202,9 @@ def run(args) -> int:
     say(f"fuse: {len(train)} training, {len(valid)} validation, {len(test)} test faces")
     _check_both_labels(train, valid)
     try:
-        head, fusion, tried = fit_views(train, valid, args.feature, args.false_alarm, args.head)
+        head, fusion, tried = fit_views(
+            train, valid, args.feature, args.false_alarm, args.head, args.quiet
+        )
     except ValueError as exc:  # e.g. no real photo in the validation split
         raise DataError(f"the CLIP head cannot be chosen on the validation split: {exc}") from None
     # Written first without an operating point, so that the cut is chosen on the fused answers
@@ -347,7 +353,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--leave-out",
         action="append",
         metavar="SOURCE",
-        help="fit without this source (leave-one-generator-out for the CLIP view; "
-        "the CNN given must have been trained without it too for its rows to count)",
+        help="fit without this source and its processed copies (leave-one-generator-out for "
+        "the CLIP view; the CNN given must have been trained without it too for its rows "
+        "to count)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or table")
