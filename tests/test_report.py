@@ -1038,3 +1038,12 @@ def test_card_shows_sd_fakes_by_race_and_checks_only_the_reals(tmp_path):
     assert cross_check(summary, audit) == []
     audit["group_rows"][0]["n_real"] = "4000"
     assert "disagree" in cross_check(summary, audit)[0]
+
+
+def test_the_card_names_re_shared_copies_only_when_the_model_was_fitted_on_them():
+    from training.evaluation.report.cli import _reshared
+
+    assert _reshared({"operating_point": {"sources": {"140k": {}, "140k-reshare": {}}}})
+    assert _reshared({"views": {"operating_point": {"sources": {"sdxl-reshare": {}}}}})
+    assert not _reshared({"operating_point": {"sources": {"140k": {}, "140k-chain": {}}}})
+    assert not _reshared({})

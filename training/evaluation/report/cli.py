@@ -6,6 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from ...data.sources import RESHARED_FROM
 from .adapted import section_adapt_curve, section_adapted
 from .beside import section_beside
 from .fairface import FAIRFACE_DIR, face_found_gap, section_fairface, summarise_fairface
@@ -159,12 +160,20 @@ def _context(model_dir: Path, out: Path, doc: dict, staged: dict, command: str) 
         "comparison": section_comparison(staged["comparison"], out),
         "calibration": section_calibration(model_dir, doc, test, out),
         "robustness": section_robustness(model_dir),
+        "reshared": _reshared(doc),
         "leave_out": section_leave_out(staged["leave_out"], out),
         "views": section_views(model_dir, doc),
         "adapted": section_adapted(doc),
         "adapt_curve": section_adapt_curve(model_dir, out),
         "command": command,
     }
+
+
+def _reshared(doc: dict) -> bool:
+    """Whether re-shared copies (`chain --steps reshare`) are among the operating point's
+    sources, so were trained on and are held to it."""
+    op = doc.get("operating_point") or doc.get("views", {}).get("operating_point") or {}
+    return any(s in RESHARED_FROM for s in op.get("sources", {}))
 
 
 def _command(args) -> str:
