@@ -111,15 +111,19 @@ def test_copies_are_named_by_the_collection_and_engine_they_copy():
 
 
 def test_leaving_a_source_out_leaves_its_copies_out():
+    from training.data.sources import left_out
     from training.views.bank import Bank
     from training.views.curve import without
     from training.views.fit import Faces
-    from training.views.fuse import _left_out
 
-    assert _left_out("sdxl-reshare", {"sdxl"}) and _left_out("140k-chain", {"140k"})
-    assert not _left_out("sdxl-reshare", {"140k"}) and not _left_out("sdxl", {"sdxl-reshare"})
+    assert left_out("sdxl-reshare", {"sdxl"}) and left_out("140k-chain", {"140k"})
+    assert not left_out("sdxl-reshare", {"140k"}) and not left_out("sdxl", {"sdxl-reshare"})
     sources = ["140k", "140k-reshare", "140k-chain", "fairface"]
     rows = [{"dataset": s, "label": "real"} for s in sources]
     faces = Faces(rows, np.zeros(4), {"layers": np.eye(4, dtype=np.float32)}, np.zeros(4))
-    less = without(Bank("layers", faces, faces), "140k")
+    bank = Bank("layers", faces, faces)
+    less = without(bank, "140k")
     assert less.train_reals.sources == ["fairface"] and less.valid.sources == ["fairface"]
+    # a copy left out by its own name goes, and its original stays
+    copy = without(bank, "140k-chain")
+    assert copy.train_reals.sources == ["140k", "140k-reshare", "fairface"]

@@ -55,6 +55,12 @@ def original(source: str) -> str:
     return CHAINED_FROM.get(source) or RESHARED_FROM.get(source) or source
 
 
+def left_out(source: str, names: set[str]) -> bool:
+    """Whether `source` is among `names`, or a processed copy of one of them: a source left out
+    of a fit takes its copies, which are the same photos, with it."""
+    return source in names or original(source) in names
+
+
 def generator_names(fake_sources: list[str]) -> list[str]:
     """The engines behind these fake sources, once each: a copy's engine is its original's."""
     names = [GENERATORS.get(original(s), original(s)) for s in sorted(fake_sources)]

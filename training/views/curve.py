@@ -20,7 +20,7 @@ import numpy as np
 from shared.model import Model
 
 from ..data.datasets import DataError, read_prepared, source_of
-from ..data.sources import original
+from ..data.sources import left_out
 from ..evaluation.calibration import false_alarm_threshold
 from ..options import FALSE_ALARM
 from .adapt import AdaptRefused, NewFaces, adapt_faces, with_engine
@@ -106,8 +106,8 @@ def _subset(faces: Faces, keep: np.ndarray) -> Faces:
 def without(bank: Bank, source: str) -> Bank:
     """The bank as if the model had never been fitted on `source`'s photos, nor on the
     processed copies of them (chained, re-shared), which are the same photos."""
-    train = np.array([original(s) != source for s in bank.train_reals.sources])
-    valid = np.array([original(s) != source for s in bank.valid.sources])
+    train = np.array([not left_out(s, {source}) for s in bank.train_reals.sources])
+    valid = np.array([not left_out(s, {source}) for s in bank.valid.sources])
     return Bank(bank.feature, _subset(bank.train_reals, train), _subset(bank.valid, valid))
 
 

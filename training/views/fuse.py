@@ -22,7 +22,7 @@ from shared.model import SPEC_FILE, Model
 
 from ..data.datasets import DataError, read_prepared, source_of, usable
 from ..data.pipeline import cached_pixels
-from ..data.sources import NOT_LEARNED, collections, generator_names, original
+from ..data.sources import NOT_LEARNED, collections, generator_names, left_out
 from ..evaluation.calibration import ece, false_alarm_threshold
 from ..options import add_false_alarm
 from .bank import write_bank
@@ -43,11 +43,6 @@ FUSION_RULE = (
 )
 
 
-def _left_out(source: str, leave_out: set[str]) -> bool:
-    """A source is left out when named, or when the source it is a processed copy of is."""
-    return source in leave_out or original(source) in leave_out
-
-
 def load_faces(
     prepared: list,
     split: str,
@@ -61,7 +56,7 @@ def load_faces(
     (cached) and, given `cnn`, its P(fake) as serving computes it (to_input pixels, LiteRT)."""
     rows, feats, p_cnn = [], [], []
     for p in prepared:
-        chosen = [r for r in usable(p.rows, split) if not _left_out(source_of(r), leave_out)]
+        chosen = [r for r in usable(p.rows, split) if not left_out(source_of(r), leave_out)]
         if not chosen:
             continue
         rows += [{**r, "root": str(p.root)} for r in chosen]
